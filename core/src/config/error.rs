@@ -1,0 +1,114 @@
+use std::fmt;
+
+use figment::error::Kind;
+use figment::{Figment, Metadata, Profile, Source};
+
+/// A configuration mistake: where it was made (file, environment variable,
+/// flag), the key, and why it is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, variable or flag that set the value.
+    pub origin: String,
+    /// The dotted key, e.g. `roles.web.source`; empty for a whole-file error.
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.reason)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.origin, self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub fn file(file: &str, reason: impl Into<String>) -> Self {
+        Self {
+            origin: file.to_owned(),
+            key: String::new(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn flag(flag: &str, reason: impl Into<String>) -> Self {
+        Self {
+            origin: format!("flag {flag}"),
+            key: String::new(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An error about `key`, attributed to whichever layer set it last.
+    pub fn at(figment: &Figment, key: &str, reason: impl Into<String>) -> Self {
+        let segments: Vec<&str> = key.split('.').collect();
+        Self {
+            origin: origin(figment.find_metadata(key), &segments),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Figment reports every failure it found; we report them all, one per line.
+    pub fn from_figment(error: figment::Error) -> Self {
+        let mut all = error.into_iter().map(|e| Self::from_one(&e));
+        let first = all
+            .next()
+            .expect("a figment error holds at least one error");
+        all.fold(first, |mut acc, next| {
+            acc.reason = format!("{}\n{next}", acc.reason);
+            acc
+        })
+    }
+
+    fn from_one(error: &figment::Error) -> Self {
+        let mut path = error.path.clone();
+        let reason = match &error.kind {
+            Kind::UnknownField(field, expected) => {
+                path.push(field.clone());
+                format!("unknown key; expected one of: {}", expected.join(", "))
+            }
+            Kind::MissingField(field) => {
+                path.push(field.to_string());
+                "missing; this key is required".to_owned()
+            }
+            Kind::UnknownVariant(value, expected) => {
+                format!(
+                    "unknown value `{value}`; expected one of: {}",
+                    expected.join(", ")
+                )
+            }
+            other => other.to_string(),
+        };
+        Self {
+            origin: origin(error.metadata.as_ref(), &path),
+            key: path.join("."),
+            reason,
+        }
+    }
+}
+
+fn origin<K: AsRef<str>>(metadata: Option<&Metadata>, path: &[K]) -> String {
+    let Some(metadata) = metadata else {
+        return "configuration".to_owned();
+    };
+    match &metadata.source {
+        Some(Source::File(file)) => file.display().to_string(),
+        Some(Source::Code(_)) if metadata.name.contains("Serialized") => {
+            "command-line flag".to_owned()
+        }
+        Some(Source::Code(_)) => "embedded defaults".to_owned(),
+        // The environment provider names the variable that set the key.
+        _ if metadata.name.contains("environment") && !path.is_empty() => {
+            format!(
+                "environment variable {}",
+                metadata.interpolate(&Profile::Default, path)
+            )
+        }
+        _ => metadata.name.to_string(),
+    }
+}

@@ -1,0 +1,269 @@
+//! Configuration: embedded defaults < file < `ERSATZ_` env < flags (figment).
+//!
+//! Every error names where the bad value came from (file or variable), the
+//! key, and the reason; see [`ConfigError`].
+
+mod error;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Json, Serialized, Toml, Yaml};
+use figment::Figment;
+use serde::Deserialize;
+
+pub use error::ConfigError;
+pub use secret::Secret;
+
+use crate::instance::InstanceConfig;
+
+/// The embedded default configuration (`ersatz serve` with no `--config`).
+pub const DEFAULTS: &str = include_str!("default.toml");
+
+/// Top-level sections an `ERSATZ_…` variable may set. Other `ERSATZ_`
+/// variables (`ERSATZ_LOG`, `ERSATZ_TEST_…`) are not configuration.
+const SECTIONS: &[&str] = &[
+    "server",
+    "imds",
+    "instance",
+    "metadata",
+    "sources",
+    "roles",
+    "default_role",
+];
+
+/// Name of the role (and its source) served when a config defines no roles.
+pub const FAKE_ROLE: &str = "ersatz-default";
+const FAKE_SOURCE: &str = "ersatz-fake";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub imds: ImdsConfig,
+    #[serde(default)]
+    pub instance: InstanceConfig,
+    /// Extra or overriding leaves under `meta-data/`: `"path/under" = "value"`.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+    #[serde(default)]
+    pub default_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub admin_listen: SocketAddr,
+    #[serde(default)]
+    pub admin_token: Secret,
+    /// Access log file (finto's `-log`); empty for none.
+    #[serde(default)]
+    pub access_log: PathBuf,
+    pub allowed_hosts: Vec<String>,
+    /// Where the token key lives; empty for `$XDG_STATE_HOME/ersatz`.
+    #[serde(default)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum V1Policy {
+    Allowed,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImdsConfig {
+    pub v1: V1Policy,
+}
+
+/// A named credential source (`[sources.NAME]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    Static {
+        access_key_id: String,
+        secret_access_key: Secret,
+        #[serde(default)]
+        session_token: Option<Secret>,
+    },
+}
+
+/// A role served at `iam/security-credentials/ALIAS` (`[roles.ALIAS]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// The credential source whose credentials this role path serves.
+    pub source: String,
+}
+
+/// Values given on the command line; each replaces the layers below it.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub addr: Option<String>,
+    pub port: Option<u16>,
+    pub log: Option<PathBuf>,
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// finto's defaults for `--addr` and `--port`.
+const DEFAULT_ADDR: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 16925;
+
+/// A loaded, validated configuration and the figment it came from (kept so
+/// later checks can say which file or variable set a key).
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Where `key` was set, for error messages.
+    pub fn error(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.figment, key, reason)
+    }
+}
+
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
+    if let Some(file) = file {
+        figment = figment.merge(file_provider(file)?);
+    }
+    figment = figment.merge(env_provider());
+    figment = apply_overrides(figment, overrides)?;
+
+    let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
+    add_fake_role(&mut config);
+    let loaded = Loaded { config, figment };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
+    let shown = file.display().to_string();
+    if !file.is_file() {
+        return Err(ConfigError::file(&shown, "no such file"));
+    }
+    let extension = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let figment = match extension.as_deref() {
+        Some("toml") => Figment::from(Toml::file_exact(file)),
+        Some("json") => Figment::from(Json::file_exact(file)),
+        Some("yaml" | "yml") => Figment::from(Yaml::file_exact(file)),
+        _ => {
+            return Err(ConfigError::file(
+                &shown,
+                "unknown format: use a .toml, .json, .yaml or .yml file",
+            ))
+        }
+    };
+    Ok(figment)
+}
+
+fn env_provider() -> Env {
+    Env::prefixed("ERSATZ_").split("__").filter(|key| {
+        let section = key.as_str().split('.').next().unwrap_or_default();
+        SECTIONS.contains(&section)
+    })
+}
+
+fn apply_overrides(mut figment: Figment, overrides: &Overrides) -> Result<Figment, ConfigError> {
+    if overrides.addr.is_some() || overrides.port.is_some() {
+        let addr = overrides.addr.as_deref().unwrap_or(DEFAULT_ADDR);
+        let port = overrides.port.unwrap_or(DEFAULT_PORT);
+        let listen = crate::listener::socket_addr(addr, port)
+            .map_err(|reason| ConfigError::flag("--addr", reason))?;
+        figment = figment.merge(Serialized::global("server.listen", vec![listen]));
+    }
+    if let Some(log) = &overrides.log {
+        figment = figment.merge(Serialized::global("server.access_log", log));
+    }
+    if let Some(admin) = overrides.admin_addr {
+        figment = figment.merge(Serialized::global("server.admin_listen", admin));
+    }
+    Ok(figment)
+}
+
+/// With no roles configured, serve one role backed by clearly fake keys so
+/// SDKs on the default instance find credentials.
+fn add_fake_role(config: &mut Config) {
+    if !config.roles.is_empty() {
+        return;
+    }
+    config.sources.insert(
+        FAKE_SOURCE.to_owned(),
+        SourceConfig::Static {
+            access_key_id: "ASIAERSATZFAKEKEY000".to_owned(),
+            secret_access_key: Secret::new("ersatz/fake/secret/key/not/valid/on/aws"),
+            session_token: Some(Secret::new(
+                "ErsatzFakeSessionTokenThatNoAwsServiceWillAccept/IQoJb3JpZ2luX2VjEXAMPLE==",
+            )),
+        },
+    );
+    config.roles.insert(
+        FAKE_ROLE.to_owned(),
+        RoleConfig {
+            source: FAKE_SOURCE.to_owned(),
+        },
+    );
+    config
+        .default_role
+        .get_or_insert_with(|| FAKE_ROLE.to_owned());
+}
+
+fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
+    let config = &loaded.config;
+    if config.server.listen.is_empty() {
+        return Err(loaded.error("server.listen", "at least one address is needed"));
+    }
+    for (alias, role) in &config.roles {
+        if !config.sources.contains_key(&role.source) {
+            let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+            return Err(loaded.error(
+                &format!("roles.{alias}.source"),
+                format!(
+                    "no source named \"{}\" (defined: {})",
+                    role.source,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    match &config.default_role {
+        Some(role) if !config.roles.contains_key(role) => {
+            let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+            return Err(loaded.error(
+                "default_role",
+                format!("no role named \"{role}\" (defined: {})", known.join(", ")),
+            ));
+        }
+        None if config.roles.len() > 1 => {
+            return Err(loaded.error(
+                "default_role",
+                "several roles are defined: name the one to serve first",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The role served first: `default_role`, or the only role.
+    pub fn initial_role(&self) -> &str {
+        self.default_role
+            .as_deref()
+            .or_else(|| self.roles.keys().next().map(String::as_str))
+            .unwrap_or(FAKE_ROLE)
+    }
+}

@@ -1,0 +1,53 @@
+//! Credential sources: where the keys a role path serves come from. Each kind
+//! is a small type behind [`CredentialSource`].
+
+mod document;
+mod roles;
+mod static_source;
+
+use std::fmt;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+pub use document::{failure_document, success_document};
+pub use roles::{Role, Roles};
+pub use static_source::StaticSource;
+
+use crate::config::Secret;
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    /// `None` for long-lived keys (static sources).
+    pub expiration: Option<SystemTime>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
+            .field("expiration", &self.expiration)
+            .finish()
+    }
+}
+
+/// Why a source has no credentials to give; shown to clients in the Failure
+/// document, so it must never contain a secret.
+#[derive(Debug, Clone)]
+pub struct SourceError(pub String);
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    async fn credentials(&self) -> Result<Credentials, SourceError>;
+}

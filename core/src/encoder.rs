@@ -1,0 +1,77 @@
+//! Turns answers into IMDS responses: bodies without trailing newlines,
+//! `text/plain` listings, IMDS's XHTML error pages, `Server: EC2ws`.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, SERVER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::provider::TEXT;
+use crate::session::TTL_HEADER;
+
+pub type Body = Full<Bytes>;
+
+const EC2WS: HeaderValue = HeaderValue::from_static("EC2ws");
+const HTML: HeaderValue = HeaderValue::from_static("text/html");
+
+pub fn ok(body: Bytes, content_type: HeaderValue) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    headers.insert(SERVER, EC2WS);
+    headers.insert(CONTENT_TYPE, content_type);
+    response
+}
+
+pub fn listing(body: Bytes) -> Response<Body> {
+    ok(body, TEXT)
+}
+
+/// A token, with its TTL echoed (aws-sdk-rust refuses a token without it).
+pub fn token(token: String, ttl: u64) -> Response<Body> {
+    let mut response = ok(Bytes::from(token), TEXT);
+    response
+        .headers_mut()
+        .insert(TTL_HEADER, HeaderValue::from(ttl));
+    response
+}
+
+/// Answers that IMDS makes with its small XHTML page.
+pub fn error(status: StatusCode) -> Response<Body> {
+    let mut response = ok(Bytes::from_static(error_page(status).as_bytes()), HTML);
+    *response.status_mut() = status;
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD, PUT"));
+    }
+    response
+}
+
+macro_rules! page {
+    ($title:literal) => {
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n",
+            "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Transitional//EN\"\n",
+            "\t\"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n",
+            "<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n",
+            " <head>\n  <title>",
+            $title,
+            "</title>\n </head>\n <body>\n  <h1>",
+            $title,
+            "</h1>\n </body>\n</html>\n"
+        )
+    };
+}
+
+fn error_page(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => page!("400 - Bad Request"),
+        401 => page!("401 - Unauthorized"),
+        403 => page!("403 - Forbidden"),
+        404 => page!("404 - Not Found"),
+        405 => page!("405 - Method Not Allowed"),
+        413 => page!("413 - Request Entity Too Large"),
+        503 => page!("503 - Service Unavailable"),
+        _ => page!("500 - Internal Server Error"),
+    }
+}

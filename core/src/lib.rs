@@ -1,0 +1,26 @@
+//! ersatz: an emulator of the EC2 instance metadata service (IMDS).
+//!
+//! A request travels, one module per step:
+//! [`listener`] → [`guard`] → [`session`] → [`normalise`] → [`router`] →
+//! [`provider`] → [`encoder`] → [`access_log`]; [`imds`] strings them
+//! together. [`admin`] is the second listener's API; [`server`] builds both
+//! from a [`config`].
+
+pub mod access_log;
+pub mod admin;
+pub mod awsjson;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod encoder;
+pub mod guard;
+pub mod imds;
+pub mod instance;
+pub mod listener;
+pub mod normalise;
+pub mod provider;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod timefmt;

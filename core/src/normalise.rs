@@ -1,0 +1,105 @@
+//! Folds every version prefix (`latest`, `1.0`, dated) onto one tree, and
+//! `//` and trailing `/` away: cloud-init and amazon-ec2-utils send both.
+
+/// The API versions IMDS lists at `/`, oldest first; `latest` comes last.
+pub const VERSIONS: &[&str] = &[
+    "1.0",
+    "2007-01-19",
+    "2007-03-01",
+    "2007-08-29",
+    "2007-10-10",
+    "2007-12-15",
+    "2008-02-01",
+    "2008-09-01",
+    "2009-04-04",
+    "2011-01-01",
+    "2011-05-01",
+    "2012-01-12",
+    "2014-02-25",
+    "2014-11-05",
+    "2015-10-20",
+    "2016-04-19",
+    "2016-06-30",
+    "2016-09-02",
+    "2018-03-28",
+    "2018-08-17",
+    "2018-09-24",
+    "2019-10-01",
+    "2020-10-27",
+    "2021-01-03",
+    "2021-03-23",
+    "2021-07-15",
+    "2022-09-24",
+    "latest",
+];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `/`: the version listing.
+    Versions,
+    /// A path in the tree under a known version, folded.
+    Tree { latest: bool, path: String },
+    /// An unknown version, or a path that tries to climb (`..`).
+    Unknown,
+}
+
+pub fn normalise(raw_path: &str) -> Target {
+    let mut segments = raw_path.split('/').filter(|s| !s.is_empty());
+    let Some(version) = segments.next() else {
+        return Target::Versions;
+    };
+    if !VERSIONS.contains(&version) {
+        return Target::Unknown;
+    }
+    let mut path = String::with_capacity(raw_path.len());
+    for segment in segments {
+        if segment == "." || segment == ".." {
+            return Target::Unknown;
+        }
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(segment);
+    }
+    Target::Tree {
+        latest: version == "latest",
+        path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(path: &str) -> Target {
+        Target::Tree {
+            latest: false,
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn folds_versions_double_and_trailing_slashes() {
+        assert_eq!(normalise("/"), Target::Versions);
+        assert_eq!(normalise("//"), Target::Versions);
+        assert_eq!(
+            normalise("/2009-04-04//meta-data///instance-id/"),
+            tree("meta-data/instance-id")
+        );
+        assert_eq!(
+            normalise("/latest/meta-data"),
+            Target::Tree {
+                latest: true,
+                path: "meta-data".into()
+            }
+        );
+        assert_eq!(normalise("/2021-03-23"), tree(""));
+    }
+
+    #[test]
+    fn refuses_unknown_versions_and_climbing() {
+        assert_eq!(normalise("/1999-01-01/meta-data"), Target::Unknown);
+        assert_eq!(normalise("/latest/meta-data/../user-data"), Target::Unknown);
+        assert_eq!(normalise("/meta-data/instance-id"), Target::Unknown);
+    }
+}

@@ -1,0 +1,159 @@
+//! IMDSv2 sessions. Tokens are stateless: an HMAC over (expiry, nonce) with a
+//! key kept in the state directory, so they survive a restart (aws-sdk-rust
+//! caches a token for hours and retries a 401 with the same one).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+pub const MAX_TTL: u64 = 21_600;
+
+const KEY_FILE: &str = "token.key";
+const NONCE_LEN: usize = 16;
+const TOKEN_LEN: usize = 8 + NONCE_LEN + 32;
+
+pub struct Sessions {
+    key: [u8; 32],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TtlError {
+    Missing,
+    Invalid,
+}
+
+/// `X-aws-ec2-metadata-token-ttl-seconds`: an integer from 1 to 21600.
+pub fn parse_ttl(value: Option<&[u8]>) -> Result<u64, TtlError> {
+    let value = value.ok_or(TtlError::Missing)?;
+    let ttl: u64 = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(TtlError::Invalid)?;
+    if (1..=MAX_TTL).contains(&ttl) {
+        Ok(ttl)
+    } else {
+        Err(TtlError::Invalid)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+impl Sessions {
+    pub fn with_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    /// Loads the key from `state_dir`, creating it (mode 0600) on first start.
+    /// Without a usable state directory tokens last only as long as the process.
+    pub fn load(state_dir: &Path) -> Self {
+        match load_or_create_key(state_dir) {
+            Ok(key) => Self::with_key(key),
+            Err(error) => {
+                tracing::warn!(
+                    dir = %state_dir.display(),
+                    %error,
+                    "cannot keep the token key; IMDSv2 tokens will not survive a restart"
+                );
+                Self::with_key(random())
+            }
+        }
+    }
+
+    pub fn issue(&self, ttl: u64) -> String {
+        let mut raw = [0u8; TOKEN_LEN];
+        raw[..8].copy_from_slice(&(now_secs() + ttl).to_be_bytes());
+        raw[8..8 + NONCE_LEN].copy_from_slice(&random::<NONCE_LEN>());
+        let tag = self.mac(&raw[..8 + NONCE_LEN]).finalize().into_bytes();
+        raw[8 + NONCE_LEN..].copy_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Seconds the token has left, or `None` if it is forged or expired.
+    pub fn check(&self, token: &[u8]) -> Option<u64> {
+        let mut raw = [0u8; TOKEN_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
+            Ok(TOKEN_LEN) => {}
+            _ => return None,
+        }
+        let (signed, tag) = raw.split_at(8 + NONCE_LEN);
+        self.mac(signed).verify_slice(tag).ok()?;
+        let expiry = u64::from_be_bytes(signed[..8].try_into().expect("8 bytes"));
+        expiry.checked_sub(now_secs()).filter(|left| *left > 0)
+    }
+
+    fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        mac.update(data);
+        mac
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).expect("the OS random generator is available");
+    bytes
+}
+
+fn load_or_create_key(state_dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = state_dir.join(KEY_FILE);
+    if let Ok(existing) = std::fs::read(&path) {
+        if let Ok(key) = existing.try_into() {
+            return Ok(key);
+        }
+        tracing::warn!(file = %path.display(), "token key has the wrong size; replacing it");
+    }
+    crate::state::create_private_dir(state_dir)?;
+    let key = random();
+    let mut file = crate::state::create_private_file(&path)?;
+    file.write_all(&key)?;
+    file.sync_all()?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_bounds() {
+        assert_eq!(parse_ttl(Some(b"1")), Ok(1));
+        assert_eq!(parse_ttl(Some(b"21600")), Ok(21600));
+        assert_eq!(parse_ttl(Some(b"0")), Err(TtlError::Invalid));
+        assert_eq!(parse_ttl(Some(b"21601")), Err(TtlError::Invalid));
+        assert_eq!(parse_ttl(Some(b"-5")), Err(TtlError::Invalid));
+        assert_eq!(parse_ttl(Some(b"ten")), Err(TtlError::Invalid));
+        assert_eq!(parse_ttl(None), Err(TtlError::Missing));
+    }
+
+    #[test]
+    fn tokens_verify_only_under_their_key_and_unaltered() {
+        let sessions = Sessions::with_key([7; 32]);
+        let token = sessions.issue(60);
+        let left = sessions.check(token.as_bytes()).unwrap();
+        assert!((59..=60).contains(&left));
+        assert_eq!(Sessions::with_key([8; 32]).check(token.as_bytes()), None);
+        let mut tampered = token.into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        assert_eq!(sessions.check(&tampered), None);
+        assert_eq!(sessions.check(b"not-a-token"), None);
+    }
+
+    #[test]
+    fn keys_persist_in_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = Sessions::load(dir.path()).issue(60);
+        assert!(Sessions::load(dir.path()).check(token.as_bytes()).is_some());
+    }
+}

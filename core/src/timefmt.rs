@@ -1,0 +1,37 @@
+//! Timestamps as IMDS writes them: whole seconds, UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+pub fn iso_seconds(at: SystemTime) -> String {
+    let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let at =
+        OffsetDateTime::from_unix_timestamp(seconds as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    at.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .expect("a fixed format always applies")
+}
+
+/// `at` rounded down to a multiple of `step` since the epoch.
+pub fn floor(at: SystemTime, step: Duration) -> SystemTime {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    UNIX_EPOCH + Duration::from_secs(since - since % step.as_secs().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_whole_seconds_in_utc() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_999);
+        assert_eq!(iso_seconds(at), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            iso_seconds(floor(at, Duration::from_secs(3600))),
+            "2023-11-14T22:00:00Z"
+        );
+    }
+}
