@@ -1,7 +1,7 @@
 use std::fmt;
 
 use figment::error::Kind;
-use figment::{Figment, Metadata, Profile, Source};
+use figment::{Figment, Metadata, Source};
 
 /// A configuration mistake: where it was made (file, environment variable,
 /// flag), the key, and why it is wrong.
@@ -44,10 +44,12 @@ impl ConfigError {
     }
 
     /// An error about `key`, attributed to whichever layer set it last.
+    /// `key` may quote a segment that holds slashes (`metadata."tags/x"`).
     pub fn at(figment: &Figment, key: &str, reason: impl Into<String>) -> Self {
-        let segments: Vec<&str> = key.split('.').collect();
+        let lookup = key.replace('"', "");
+        let segments: Vec<&str> = lookup.split('.').collect();
         Self {
-            origin: origin(figment.find_metadata(key), &segments),
+            origin: origin(figment.find_metadata(&lookup), &segments),
             key: key.to_owned(),
             reason: reason.into(),
         }
@@ -69,11 +71,15 @@ impl ConfigError {
         let mut path = error.path.clone();
         let reason = match &error.kind {
             Kind::UnknownField(field, expected) => {
-                path.push(field.clone());
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
                 format!("unknown key; expected one of: {}", expected.join(", "))
             }
             Kind::MissingField(field) => {
-                path.push(field.to_string());
+                if path.last().map(String::as_str) != Some(field.as_ref()) {
+                    path.push(field.to_string());
+                }
                 "missing; this key is required".to_owned()
             }
             Kind::UnknownVariant(value, expected) => {
@@ -102,12 +108,13 @@ fn origin<K: AsRef<str>>(metadata: Option<&Metadata>, path: &[K]) -> String {
             "command-line flag".to_owned()
         }
         Some(Source::Code(_)) => "embedded defaults".to_owned(),
-        // The environment provider names the variable that set the key.
+        // Name the variable as the user wrote it: ERSATZ_ and keys split on `__`.
         _ if metadata.name.contains("environment") && !path.is_empty() => {
-            format!(
-                "environment variable {}",
-                metadata.interpolate(&Profile::Default, path)
-            )
+            let keys: Vec<String> = path
+                .iter()
+                .map(|k| k.as_ref().to_ascii_uppercase())
+                .collect();
+            format!("environment variable ERSATZ_{}", keys.join("__"))
         }
         _ => metadata.name.to_string(),
     }

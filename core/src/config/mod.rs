@@ -173,7 +173,7 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
 fn env_provider() -> Env {
     Env::prefixed("ERSATZ_").split("__").filter(|key| {
         let section = key.as_str().split('.').next().unwrap_or_default();
-        SECTIONS.contains(&section)
+        SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
     })
 }
 

@@ -1,0 +1,312 @@
+//! Shared end-to-end harness: start the built `ersatz` binary on free
+//! loopback ports, talk HTTP to it, run the Python clients.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ersatz");
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A running `ersatz serve`, stopped when dropped.
+pub struct Ersatz {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the metadata listener.
+    pub url: String,
+    pub admin_url: String,
+    pub dir: TempDir,
+}
+
+pub struct Builder {
+    config: Option<(String, String)>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Ersatz {
+    pub fn builder() -> Builder {
+        Builder {
+            config: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The embedded default instance.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    pub fn with_toml(toml: &str) -> Self {
+        Self::builder().config("ersatz.toml", toml).start()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("ersatz did not stop within 5 s of SIGTERM");
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, &[]).await
+    }
+
+    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        send(&self.url, method, path, headers).await
+    }
+
+    /// A GET with a fresh IMDSv2 token.
+    pub async fn get_v2(&self, path: &str) -> Reply {
+        let token = self.token().await;
+        self.request(Method::GET, path, &[("X-aws-ec2-metadata-token", &token)])
+            .await
+    }
+
+    /// A fresh IMDSv2 token.
+    pub async fn token(&self) -> String {
+        let reply = self
+            .request(
+                Method::PUT,
+                "/latest/api/token",
+                &[("X-aws-ec2-metadata-token-ttl-seconds", "300")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "token PUT: {}", reply.text());
+        reply.text()
+    }
+}
+
+impl Drop for Ersatz {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Builder {
+    pub fn config(mut self, name: &str, contents: &str) -> Self {
+        self.config = Some((name.to_owned(), contents.to_owned()));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn start(self) -> Ersatz {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .env("ERSATZ_SERVER__STATE_DIR", dir.path().join("state"))
+            .env("ERSATZ_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+        if let Some((name, contents)) = &self.config {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            command.arg("--config").arg(path);
+        }
+        command.args(&self.args);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("ersatz starts");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, announced) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut url, mut admin_url) = (None, None);
+        while url.is_none() || admin_url.is_none() {
+            match announced.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some(u) = line.strip_prefix("ersatz: metadata on ") {
+                        url = Some(u.to_owned());
+                    } else if let Some(u) = line.strip_prefix("ersatz: admin on ") {
+                        admin_url = Some(u.to_owned());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let stderr =
+                        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+                    panic!("ersatz did not announce its listeners; stderr:\n{stderr}");
+                }
+            }
+        }
+        Ersatz {
+            child,
+            url: url.unwrap(),
+            admin_url: admin_url.unwrap(),
+            dir,
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).expect("a UTF-8 body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request with the path sent exactly as given (no client-side
+/// normalisation), so tests can send `//` and odd paths.
+pub async fn send(base: &str, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let authority = base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Runs `ersatz` with `args` to completion.
+pub fn ersatz(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("ersatz runs")
+}
+
+/// The Python with boto3 (and moto) that tests/run.sh prepares.
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("ERSATZ_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = workspace().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python test environment: run tests/run.sh (or set ERSATZ_TEST_PYTHON to a python with boto3)"
+    );
+    venv
+}
+
+/// Runs a Python snippet; panics with its output unless it exits 0.
+pub fn run_python(python: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(python);
+    command.args(args).stdin(Stdio::null());
+    // Nothing from the developer's own AWS setup may leak into a test.
+    for key in [
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        command.env_remove(key);
+    }
+    command
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

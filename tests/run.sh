@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what the end-to-end tests
+# need (Debian's cloud-init, a Python venv with boto3 and moto), then runs the
+# Rust unit and end-to-end tests with cargo-nextest (cargo test without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\n== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null; then
+  say "installing Debian's cloud-init (for its EC2 crawler)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends cloud-init >/dev/null
+fi
+
+venv="$root/.venv"
+if ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
+  say "creating the Python test environment in .venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
+fi
+export ERSATZ_TEST_PYTHON="$venv/bin/python"
+
+say "Rust tests (unit + end to end)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
