@@ -847,3 +847,30 @@ fn completions_are_printed_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn every_example_config_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let is_config = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("toml" | "json" | "yaml" | "yml")
+        );
+        if !is_config {
+            continue;
+        }
+        let output = ersatz(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[],
+        );
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "examples/ holds ready-to-run configs");
+}

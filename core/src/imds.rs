@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
@@ -18,6 +18,7 @@ use crate::router::Router;
 use crate::session::{self, Sessions, TOKEN_HEADER, TTL_HEADER};
 
 const TOKEN_PATH: &str = "api/token";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 pub struct Imds {
     pub guard: Guard,
@@ -94,7 +95,7 @@ impl Imds {
             return encoder::error(StatusCode::METHOD_NOT_ALLOWED);
         }
         // Tokens come only from /latest/api/token, and never through a proxy.
-        if !latest || request.headers().contains_key("x-forwarded-for") {
+        if !latest || request.headers().contains_key(X_FORWARDED_FOR) {
             return encoder::error(StatusCode::FORBIDDEN);
         }
         let ttl = request.headers().get(TTL_HEADER).map(HeaderValue::as_bytes);

@@ -9,10 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use http::HeaderName;
 use sha2::Sha256;
 
-pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+// Header names as constants: a `&str` name is parsed again on every use.
+pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token");
+pub const TTL_HEADER: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token-ttl-seconds");
 pub const MAX_TTL: u64 = 21_600;
 
 const KEY_FILE: &str = "token.key";
@@ -20,7 +22,9 @@ const NONCE_LEN: usize = 16;
 const TOKEN_LEN: usize = 8 + NONCE_LEN + 32;
 
 pub struct Sessions {
-    key: [u8; 32],
+    /// The HMAC with its key already absorbed: cloning it skips the two
+    /// key-pad compressions on every request.
+    keyed: Hmac<Sha256>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -52,7 +56,9 @@ fn now_secs() -> u64 {
 
 impl Sessions {
     pub fn with_key(key: [u8; 32]) -> Self {
-        Self { key }
+        Self {
+            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("any key length works"),
+        }
     }
 
     /// Loads the key from `state_dir`, creating it (mode 0600) on first start.
@@ -94,7 +100,7 @@ impl Sessions {
     }
 
     fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length works");
+        let mut mac = self.keyed.clone();
         mac.update(data);
         mac
     }
