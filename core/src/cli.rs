@@ -102,9 +102,11 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Config(ConfigCommand::Check(args)) => {
-            let checked = args
-                .load()
-                .and_then(|loaded| runtime().block_on(App::build(&loaded)).map(|_| ()));
+            let checked = args.load().and_then(|loaded| {
+                runtime()
+                    .block_on(App::build(&loaded, Vec::new()))
+                    .map(|_| ())
+            });
             match checked {
                 Ok(()) => {
                     let shown = args

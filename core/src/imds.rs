@@ -3,12 +3,18 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
+use crate::admin::roles::RoleApi;
+use crate::admin::{constant_time_eq, json, json_error};
 use crate::config::V1Policy;
+use crate::credentials::{ecs_document, Roles};
 use crate::encoder::{self, Body};
 use crate::guard::Guard;
 use crate::listener::Handler;
@@ -26,19 +32,27 @@ pub struct Imds {
     pub v1: V1Policy,
     pub router: Router,
     pub access_log: Option<AccessLog>,
+    /// The container-credentials endpoint, `/ecs/ROLE`.
+    pub ecs: Ecs,
+    /// finto's `/roles` API, when `server.finto_routes` is on.
+    pub finto_routes: Option<RoleApi>,
 }
 
 impl Handler for Imds {
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let response = self.answer(&request, peer).await;
-        if let Some(log) = &self.access_log {
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|_| (request.method().clone(), request.uri().path().to_owned()));
+        let response = self.dispatch(request, peer).await;
+        if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
             let size = http_body::Body::size_hint(response.body())
                 .exact()
                 .unwrap_or(0);
             log.record(
                 peer,
-                request.method().as_str(),
-                request.uri().path(),
+                method.as_str(),
+                &path,
                 response.status().as_u16(),
                 size as usize,
             );
@@ -48,11 +62,28 @@ impl Handler for Imds {
 }
 
 impl Imds {
-    async fn answer<B>(&self, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
-        let headers = request.headers();
-        if let Err(status) = self.guard.check(headers) {
+    async fn dispatch(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Err(status) = self.guard.check(request.headers()) {
             return encoder::error(status);
         }
+        let path = request.uri().path();
+        if let Some(alias) = path.strip_prefix("/ecs/") {
+            let alias = alias.trim_end_matches('/').to_owned();
+            return self.ecs.answer(&request, &alias).await;
+        }
+        if let Some(api) = &self.finto_routes {
+            if path == "/roles" || path.starts_with("/roles/") {
+                return match api.handle(request).await {
+                    Some(response) => response,
+                    None => encoder::error(StatusCode::NOT_FOUND),
+                };
+            }
+        }
+        self.answer(&request, peer).await
+    }
+
+    async fn answer<B>(&self, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+        let headers = request.headers();
         let target = normalise(request.uri().path());
         let method = request.method();
 
@@ -125,6 +156,42 @@ impl Imds {
             Resolved::Leaf { body, content_type } => encoder::ok(body, content_type),
             Resolved::Dir(listing) => encoder::listing(listing),
             Resolved::NotFound => encoder::error(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+/// The ECS container-credentials endpoint (aws-vault's safer mode): SDKs
+/// given `AWS_CONTAINER_CREDENTIALS_FULL_URI` and
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN` send the token as `Authorization`.
+pub struct Ecs {
+    pub roles: Arc<Roles>,
+    /// Random per process; handed out by `ersatz exec` and `GET /ecs`.
+    pub token: Arc<str>,
+}
+
+impl Ecs {
+    async fn answer<B>(&self, request: &Request<B>, alias: &str) -> Response<Body> {
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !presented.is_some_and(|p| constant_time_eq(p, self.token.as_bytes())) {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong Authorization token",
+            );
+        }
+        let Some(role) = self.roles.get(alias) else {
+            return json_error(StatusCode::NOT_FOUND, &format!("no role named \"{alias}\""));
+        };
+        match role.credentials().await {
+            Ok(credentials) => {
+                let arn = role.assume.as_ref().map(|a| a.arn.as_str());
+                let document: serde_json::Value =
+                    serde_json::from_str(&ecs_document(&credentials, arn)).expect("our own JSON");
+                json(StatusCode::OK, &document)
+            }
+            Err(error) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &error.0),
         }
     }
 }

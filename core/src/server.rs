@@ -8,11 +8,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
-use crate::admin::Admin;
-use crate::config::{ConfigError, Loaded, SourceConfig};
-use crate::credentials::{CredentialSource, Roles, StaticSource};
+use crate::admin::roles::RoleApi;
+use crate::admin::{Admin, EcsInfo};
+use crate::config::{expand_home, Config, ConfigError, Loaded, SourceConfig};
+use crate::credentials::roles::RoleSpec;
+use crate::credentials::{
+    AssumeParams, AssumeRole, BootstrapSource, Cached, CredentialSource, RefreshPolicy, Roles,
+    SdkSource, StaticSource,
+};
 use crate::guard::Guard;
-use crate::imds::Imds;
+use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::listener;
 use crate::provider::iam::{self, IamProvider};
@@ -28,26 +33,51 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct App {
     pub imds: Arc<Imds>,
     pub admin: Arc<Admin>,
+    pub roles: Arc<Roles>,
+}
+
+/// The sources a configuration names, built callers first.
+struct Sources {
+    all: BTreeMap<String, Arc<dyn CredentialSource>>,
+    bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
 }
 
 impl App {
     /// Everything a configuration describes, checked, ready to serve.
-    pub async fn build(loaded: &Loaded) -> Result<Self, ConfigError> {
+    /// `metadata_urls` are where the metadata listeners will be, for `GET /ecs`.
+    pub async fn build(loaded: &Loaded, metadata_urls: Vec<String>) -> Result<Self, ConfigError> {
         let config = &loaded.config;
         let instance =
             Instance::resolve(&config.instance).map_err(|e| loaded.error(&e.key, e.reason))?;
-
-        let sources: BTreeMap<&str, Arc<dyn CredentialSource>> = config
-            .sources
-            .iter()
-            .map(|(name, source)| (name.as_str(), build_source(source)))
-            .collect();
-        let bindings = config
+        let policy = RefreshPolicy {
+            margin: config.credentials.refresh_margin.0,
+        };
+        let sources = build_sources(config, policy);
+        let specs = config
             .roles
             .iter()
-            .map(|(alias, role)| (alias.clone(), sources[role.source.as_str()].clone()))
+            .map(|(alias, role)| RoleSpec {
+                alias: alias.clone(),
+                source: role.source.clone(),
+                assume: role.arn.as_ref().map(|arn| AssumeParams {
+                    arn: arn.clone(),
+                    session_name: role
+                        .session_name
+                        .clone()
+                        .unwrap_or_else(|| format!("ersatz-{alias}")),
+                    duration: role.duration.map_or(DEFAULT_DURATION, |d| d.0),
+                    external_id: role.external_id.clone(),
+                    region: role.region.clone(),
+                    sts_endpoint: role.sts_endpoint.clone(),
+                }),
+            })
             .collect();
-        let roles = Arc::new(Roles::new(bindings, config.initial_role()));
+        let roles = Arc::new(Roles::new(
+            sources.all,
+            specs,
+            config.initial_role(),
+            policy,
+        ));
 
         let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &instance));
         let mut tree = instance_tree(&instance);
@@ -77,23 +107,65 @@ impl App {
                     })?,
             )
         };
+        let ecs_token: Arc<str> = random_hex(32).into();
         let imds = Imds {
             guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
             sessions: Sessions::load(&state_dir),
             v1: config.imds.v1,
             router,
             access_log,
+            ecs: Ecs {
+                roles: roles.clone(),
+                token: ecs_token.clone(),
+            },
+            finto_routes: config
+                .server
+                .finto_routes
+                .then(|| RoleApi::new(roles.clone())),
         };
-        let admin = Admin::new(roles, &config.server.admin_token);
+        let ecs = EcsInfo {
+            base_urls: metadata_urls,
+            token: ecs_token,
+        };
+        let admin = Admin::new(
+            roles.clone(),
+            sources.bootstraps,
+            ecs,
+            &config.server.admin_token,
+        );
         Ok(Self {
             imds: Arc::new(imds),
             admin: Arc::new(admin),
+            roles,
         })
     }
 }
 
-fn build_source(source: &SourceConfig) -> Arc<dyn CredentialSource> {
-    match source {
+/// STS's default session length.
+const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
+
+fn build_sources(config: &Config, policy: RefreshPolicy) -> Sources {
+    let mut sources = Sources {
+        all: BTreeMap::new(),
+        bootstraps: BTreeMap::new(),
+    };
+    for name in config.sources.keys() {
+        build_source(config, name, policy, &mut sources);
+    }
+    sources
+}
+
+/// Builds `name` after its caller (the configuration has no cycles).
+fn build_source(
+    config: &Config,
+    name: &str,
+    policy: RefreshPolicy,
+    built: &mut Sources,
+) -> Arc<dyn CredentialSource> {
+    if let Some(source) = built.all.get(name) {
+        return source.clone();
+    }
+    let source: Arc<dyn CredentialSource> = match &config.sources[name] {
         SourceConfig::Static {
             access_key_id,
             secret_access_key,
@@ -103,20 +175,77 @@ fn build_source(source: &SourceConfig) -> Arc<dyn CredentialSource> {
             secret_access_key,
             session_token.as_ref(),
         )),
-    }
+        SourceConfig::Profile { file, profile } => {
+            let file = file.as_ref().map(|f| expand_home(&f.to_string_lossy()));
+            let sdk = SdkSource::profile(file.as_deref(), profile.as_deref());
+            Cached::new(format!("source {name}"), Arc::new(sdk), policy)
+        }
+        SourceConfig::Chain {} => Cached::new(
+            format!("source {name}"),
+            Arc::new(SdkSource::chain()),
+            policy,
+        ),
+        SourceConfig::Bootstrap {} => {
+            let bootstrap = Arc::new(BootstrapSource::default());
+            built.bootstraps.insert(name.to_owned(), bootstrap.clone());
+            bootstrap
+        }
+        SourceConfig::AssumeRole {
+            caller,
+            arn,
+            duration,
+            session_name,
+            external_id,
+            region,
+            sts_endpoint,
+        } => {
+            let caller = build_source(config, caller, policy, built);
+            let params = AssumeParams {
+                arn: arn.clone(),
+                session_name: session_name
+                    .clone()
+                    .unwrap_or_else(|| format!("ersatz-{name}")),
+                duration: duration.map_or(DEFAULT_DURATION, |d| d.0),
+                external_id: external_id.clone(),
+                region: region.clone(),
+                sts_endpoint: sts_endpoint.clone(),
+            };
+            Cached::new(
+                format!("source {name}"),
+                Arc::new(AssumeRole::new(params, caller)),
+                policy,
+            )
+        }
+    };
+    built.all.insert(name.to_owned(), source.clone());
+    source
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    getrandom::getrandom(&mut raw).expect("the OS random generator is available");
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Binds every listener, announces them on stdout, serves until SIGINT or
 /// SIGTERM, then drains in-flight requests.
 pub async fn run(loaded: Loaded) -> Result<(), Box<dyn std::error::Error>> {
-    let app = App::build(&loaded).await?;
     let server = &loaded.config.server;
+    let mut metadata = Vec::new();
+    for addr in &server.listen {
+        metadata.push(listener::bind(*addr).await?);
+    }
+    let urls = metadata
+        .iter()
+        .map(|l| l.local_addr().map(|a| format!("http://{a}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let app = App::build(&loaded, urls.clone()).await?;
+    app.roles.prefetch_active();
     let (stop, stopped) = watch::channel(false);
     let connections = Arc::new(GracefulShutdown::new());
     let mut tasks = Vec::new();
-    for addr in &server.listen {
-        let bound = listener::bind(*addr).await?;
-        println!("ersatz: metadata on http://{}", bound.local_addr()?);
+    for (bound, url) in metadata.into_iter().zip(urls) {
+        println!("ersatz: metadata on {url}");
         tasks.push(tokio::spawn(listener::serve(
             bound,
             app.imds.clone(),

@@ -4,11 +4,14 @@
 //! key, and the reason; see [`ConfigError`].
 
 mod error;
+mod finto;
+pub use finto::FINTO_SOURCE;
 mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Json, Serialized, Toml, Yaml};
 use figment::Figment;
@@ -32,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "sources",
     "roles",
     "default_role",
+    "credentials",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -54,6 +58,48 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     #[serde(default)]
     pub default_role: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Refresh STS credentials this long before they expire (at most half
+    /// their lifetime). Above botocore's 15-minute advisory refresh, so SDKs
+    /// asking for new credentials get new ones.
+    pub refresh_margin: HumanDuration,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_margin: HumanDuration(Duration::from_secs(20 * 60)),
+        }
+    }
+}
+
+/// A duration written as `"1h"`, `"90s"`, `"15m"` or whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(seconds) => Ok(Self(Duration::from_secs(seconds))),
+            Raw::Text(text) => humantime::parse_duration(&text).map(Self).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "\"{text}\" is not a duration like 1h or 90s ({e})"
+                ))
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +116,10 @@ pub struct ServerConfig {
     /// Where the token key lives; empty for `$XDG_STATE_HOME/ersatz`.
     #[serde(default)]
     pub state_dir: PathBuf,
+    /// Also serve finto's `/roles` API on the metadata listener (finto did);
+    /// on by default for a `.fintorc`, off for everything else.
+    #[serde(default)]
+    pub finto_routes: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,20 +139,63 @@ pub struct ImdsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceConfig {
+    /// Keys written here (or, better, in `ERSATZ_SOURCES__NAME__…`).
     Static {
         access_key_id: String,
         secret_access_key: Secret,
         #[serde(default)]
         session_token: Option<Secret>,
     },
+    /// A shared credentials file profile (finto's `credentials.file/profile`).
+    Profile {
+        #[serde(default)]
+        file: Option<PathBuf>,
+        #[serde(default)]
+        profile: Option<String>,
+    },
+    /// aws-config's chain: environment, profile (SSO, credential_process), web identity.
+    Chain {},
+    /// Posted at run time to the admin API; memory only.
+    Bootstrap {},
+    /// STS AssumeRole called with another source's credentials. (The same
+    /// keys as a role; spelled out because serde cannot deny unknown keys
+    /// through `flatten`.)
+    AssumeRole {
+        caller: String,
+        arn: String,
+        #[serde(default)]
+        duration: Option<HumanDuration>,
+        #[serde(default)]
+        session_name: Option<String>,
+        #[serde(default)]
+        external_id: Option<String>,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        sts_endpoint: Option<String>,
+    },
 }
 
 /// A role served at `iam/security-credentials/ALIAS` (`[roles.ALIAS]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleConfig {
-    /// The credential source whose credentials this role path serves.
+    /// The credential source: served as is, or the caller of AssumeRole
+    /// when `arn` is set.
     pub source: String,
+    #[serde(default)]
+    pub arn: Option<String>,
+    #[serde(default)]
+    pub duration: Option<HumanDuration>,
+    /// Default `ersatz-ALIAS`.
+    #[serde(default)]
+    pub session_name: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub sts_endpoint: Option<String>,
 }
 
 /// Values given on the command line; each replaces the layers below it.
@@ -152,6 +245,9 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
     if !file.is_file() {
         return Err(ConfigError::file(&shown, "no such file"));
     }
+    if finto::is_fintorc(file) {
+        return finto::provider(file).map(Figment::from);
+    }
     let extension = file
         .extension()
         .and_then(|e| e.to_str())
@@ -163,7 +259,7 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
         _ => {
             return Err(ConfigError::file(
                 &shown,
-                "unknown format: use a .toml, .json, .yaml or .yml file",
+                "unknown format: use a .toml, .json, .yaml or .yml file, or a .fintorc",
             ))
         }
     };
@@ -214,6 +310,7 @@ fn add_fake_role(config: &mut Config) {
         FAKE_ROLE.to_owned(),
         RoleConfig {
             source: FAKE_SOURCE.to_owned(),
+            ..RoleConfig::default()
         },
     );
     config
@@ -226,17 +323,46 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     if config.server.listen.is_empty() {
         return Err(loaded.error("server.listen", "at least one address is needed"));
     }
+    let source_exists = |key: &str, name: &str| {
+        if config.sources.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+        Err(loaded.error(
+            key,
+            format!("no source named \"{name}\" (defined: {})", known.join(", ")),
+        ))
+    };
     for (alias, role) in &config.roles {
-        if !config.sources.contains_key(&role.source) {
-            let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
-            return Err(loaded.error(
-                &format!("roles.{alias}.source"),
-                format!(
-                    "no source named \"{}\" (defined: {})",
-                    role.source,
-                    known.join(", ")
-                ),
-            ));
+        source_exists(&format!("roles.{alias}.source"), &role.source)?;
+        if let Some(arn) = &role.arn {
+            check_arn(loaded, &format!("roles.{alias}.arn"), arn)?;
+        }
+        check_duration(loaded, &format!("roles.{alias}.duration"), role.duration)?;
+    }
+    for (name, source) in &config.sources {
+        if let SourceConfig::AssumeRole {
+            caller,
+            arn,
+            duration,
+            ..
+        } = source
+        {
+            source_exists(&format!("sources.{name}.caller"), caller)?;
+            check_arn(loaded, &format!("sources.{name}.arn"), arn)?;
+            check_duration(loaded, &format!("sources.{name}.duration"), *duration)?;
+            let mut seen = vec![name.as_str()];
+            let mut next = caller.as_str();
+            while let Some(SourceConfig::AssumeRole { caller, .. }) = config.sources.get(next) {
+                if seen.contains(&next) {
+                    return Err(loaded.error(
+                        &format!("sources.{name}.caller"),
+                        format!("callers form a cycle: {} → {next}", seen.join(" → ")),
+                    ));
+                }
+                seen.push(next);
+                next = caller;
+            }
         }
     }
     match &config.default_role {
@@ -258,6 +384,33 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn check_arn(loaded: &Loaded, key: &str, arn: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[5].starts_with("role/") {
+        Ok(())
+    } else {
+        Err(loaded.error(
+            key,
+            format!("\"{arn}\" is not a role ARN like arn:aws:iam::123456789012:role/NAME"),
+        ))
+    }
+}
+
+/// STS accepts 15 minutes to 12 hours; shorter is allowed for tests against
+/// STS stand-ins, so only the upper bound and zero are refused.
+fn check_duration(
+    loaded: &Loaded,
+    key: &str,
+    duration: Option<HumanDuration>,
+) -> Result<(), ConfigError> {
+    match duration {
+        Some(HumanDuration(d)) if d.is_zero() || d > Duration::from_secs(12 * 3600) => {
+            Err(loaded.error(key, "must be more than 0 and at most 12h"))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Config {
     /// The role served first: `default_role`, or the only role.
     pub fn initial_role(&self) -> &str {
@@ -267,3 +420,4 @@ impl Config {
             .unwrap_or(FAKE_ROLE)
     }
 }
+pub use finto::expand_home;

@@ -1,17 +1,27 @@
 //! Credential sources: where the keys a role path serves come from. Each kind
-//! is a small type behind [`CredentialSource`].
+//! is a small type behind [`CredentialSource`]; [`Cached`] adds single-flight
+//! fetching and background refresh to the ones that call out (STS, profiles).
 
+mod assume_role;
+mod bootstrap;
+mod cache;
 mod document;
-mod roles;
+pub mod roles;
+mod sdk;
 mod static_source;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-pub use document::{failure_document, success_document};
-pub use roles::{Role, Roles};
+pub use assume_role::{AssumeParams, AssumeRole};
+pub use bootstrap::BootstrapSource;
+pub use cache::{Cached, RefreshPolicy};
+pub use document::{ecs_document, failure_document, success_document};
+pub use roles::{Binding, Role, Roles};
+pub use sdk::SdkSource;
 pub use static_source::StaticSource;
 
 use crate::config::Secret;
@@ -23,6 +33,14 @@ pub struct Credentials {
     pub session_token: Option<Secret>,
     /// `None` for long-lived keys (static sources).
     pub expiration: Option<SystemTime>,
+    /// When these were obtained.
+    pub issued: SystemTime,
+}
+
+impl Credentials {
+    pub fn is_valid_at(&self, at: SystemTime) -> bool {
+        self.expiration.is_none_or(|expiration| expiration > at)
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -37,7 +55,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// Why a source has no credentials to give; shown to clients in the Failure
-/// document, so it must never contain a secret.
+/// document and logged, so it must never contain a secret.
 #[derive(Debug, Clone)]
 pub struct SourceError(pub String);
 
@@ -49,5 +67,7 @@ impl fmt::Display for SourceError {
 
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
-    async fn credentials(&self) -> Result<Credentials, SourceError>;
+    /// Current credentials. Sources that call out return fresh ones on every
+    /// call; wrap them in [`Cached`] to share and refresh.
+    async fn credentials(&self) -> Result<Arc<Credentials>, SourceError>;
 }

@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 
 use super::{CredentialSource, Credentials, SourceError};
@@ -5,7 +8,7 @@ use crate::config::Secret;
 
 /// Keys written in the configuration.
 pub struct StaticSource {
-    credentials: Credentials,
+    credentials: Arc<Credentials>,
 }
 
 impl StaticSource {
@@ -15,19 +18,20 @@ impl StaticSource {
         session_token: Option<&Secret>,
     ) -> Self {
         Self {
-            credentials: Credentials {
+            credentials: Arc::new(Credentials {
                 access_key_id: access_key_id.to_owned(),
                 secret_access_key: secret_access_key.clone(),
-                session_token: session_token.cloned(),
+                session_token: session_token.filter(|t| !t.is_empty()).cloned(),
                 expiration: None,
-            },
+                issued: SystemTime::now(),
+            }),
         }
     }
 }
 
 #[async_trait]
 impl CredentialSource for StaticSource {
-    async fn credentials(&self) -> Result<Credentials, SourceError> {
+    async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
         Ok(self.credentials.clone())
     }
 }

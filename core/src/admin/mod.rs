@@ -1,0 +1,159 @@
+//! The admin API: a second listener with its own routes, loopback by default.
+//! Requests from other hosts are refused unless `server.admin_token` is set,
+//! and when it is set every request needs it as a bearer token.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /status` | `true`/`false`: the active role has valid credentials |
+//! | `POST /bootstrap/creds` | source credentials for `bootstrap` sources (mmds) |
+//! | `GET`/`PUT /roles…` | finto's role API ([`roles`]) |
+//! | `GET /ecs` | the container-credentials URLs and their token |
+
+mod bootstrap;
+pub mod roles;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+use crate::credentials::{BootstrapSource, Roles};
+use crate::encoder::Body;
+use crate::listener::Handler;
+use roles::RoleApi;
+
+/// Request bodies (bootstrap keys, role switches) are small.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub struct Admin {
+    roles: Arc<Roles>,
+    role_api: RoleApi,
+    bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
+    ecs: EcsInfo,
+    /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
+    token_digest: Option<[u8; 32]>,
+}
+
+/// Where the container-credentials endpoint is, for `GET /ecs`.
+#[derive(Clone)]
+pub struct EcsInfo {
+    pub base_urls: Vec<String>,
+    pub token: Arc<str>,
+}
+
+impl Admin {
+    pub fn new(
+        roles: Arc<Roles>,
+        bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
+        ecs: EcsInfo,
+        token: &Secret,
+    ) -> Self {
+        let token_digest =
+            (!token.is_empty()).then(|| Sha256::digest(token.expose().as_bytes()).into());
+        Self {
+            role_api: RoleApi::new(roles.clone()),
+            roles,
+            bootstraps,
+            ecs,
+            token_digest,
+        }
+    }
+
+    fn authorised(&self, request: &Request<Incoming>, peer: SocketAddr) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return peer.ip().is_loopback();
+        };
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        constant_time_eq(&digest, expected)
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// JSON the way finto wrote it: `application/json; charset=UTF-8`, one line,
+/// a trailing newline.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = value.to_string();
+    body.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    response
+}
+
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over {MAX_BODY} bytes"),
+        )),
+        Err(_) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
+    }
+}
+
+impl Handler for Admin {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if !self.authorised(&request, peer) {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "admin API: missing or wrong bearer token, or not a loopback client",
+            );
+        }
+        let path = request.uri().path().trim_end_matches('/').to_owned();
+        match (request.method().clone(), path.as_str()) {
+            (Method::GET, "/status") => {
+                let valid = match self.roles.get(&self.roles.active()) {
+                    Some(role) => role.is_valid().await,
+                    None => false,
+                };
+                json(StatusCode::OK, &valid.into())
+            }
+            (_, "/status") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            (Method::POST, "/bootstrap/creds") => match read_body(request).await {
+                Ok(body) => bootstrap::post(&self.roles, &self.bootstraps, &body).await,
+                Err(response) => response,
+            },
+            (_, "/bootstrap/creds") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+            (Method::GET, "/ecs") => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "token": &*self.ecs.token,
+                    "urls": self.roles.aliases().iter().map(|alias| {
+                        (alias.clone(), serde_json::Value::from(self.ecs.base_urls.iter().map(|b| format!("{b}/ecs/{alias}")).collect::<Vec<_>>()))
+                    }).collect::<serde_json::Map<_, _>>(),
+                }),
+            ),
+            _ => match self.role_api.handle(request).await {
+                Some(response) => response,
+                None => json_error(StatusCode::NOT_FOUND, "no such admin route"),
+            },
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Sharing and refreshing credentials that cost a call (STS, profiles):
+//! - one fetch in flight however many requests arrive (single-flight);
+//! - a background task refreshes ahead of expiry, so requests never wait on
+//!   STS while valid credentials exist;
+//! - a failed refresh keeps the last good credentials until they expire, and
+//!   is retried with exponential backoff;
+//! - each refresh calls the inner source anew (for a role: AssumeRole with
+//!   the held source credentials, never with the previous role credentials).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{CredentialSource, Credentials, SourceError};
+use crate::timefmt::iso_seconds;
+
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// After a failed fetch, requests get that failure for this long instead of
+/// queueing one STS call each.
+const FAILURE_HOLD: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshPolicy {
+    /// Refresh this long before expiry (at most half the credentials' lifetime).
+    pub margin: Duration,
+}
+
+pub struct Cached {
+    label: String,
+    inner: Arc<dyn CredentialSource>,
+    policy: RefreshPolicy,
+    current: RwLock<Option<Arc<Credentials>>>,
+    last_failure: Mutex<Option<(Instant, SourceError)>>,
+    in_flight: tokio::sync::Mutex<()>,
+    refresher_running: AtomicBool,
+    fetches: AtomicU64,
+    this: Weak<Cached>,
+}
+
+impl Cached {
+    pub fn new(
+        label: impl Into<String>,
+        inner: Arc<dyn CredentialSource>,
+        policy: RefreshPolicy,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            label: label.into(),
+            inner,
+            policy,
+            current: RwLock::new(None),
+            last_failure: Mutex::new(None),
+            in_flight: tokio::sync::Mutex::new(()),
+            refresher_running: AtomicBool::new(false),
+            fetches: AtomicU64::new(0),
+            this: this.clone(),
+        })
+    }
+
+    /// Valid credentials already held, without calling out.
+    pub fn peek(&self) -> Option<Arc<Credentials>> {
+        let now = SystemTime::now();
+        self.current
+            .read()
+            .expect("credentials lock")
+            .as_ref()
+            .filter(|c| c.is_valid_at(now))
+            .cloned()
+    }
+
+    /// Lets the next request call out at once (a source it depends on changed).
+    pub fn forget_failure(&self) {
+        *self.last_failure.lock().expect("failure lock") = None;
+    }
+
+    /// How many times the inner source was called.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Starts a fetch in the background (at start-up, after a bootstrap or a
+    /// role switch) so the first request finds credentials waiting.
+    pub fn prefetch(&self) {
+        if let Some(this) = self.this.upgrade() {
+            tokio::spawn(async move {
+                let _ = this.credentials().await;
+            });
+        }
+    }
+
+    async fn fetch_locked(&self) -> Result<Arc<Credentials>, SourceError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        match self.inner.credentials().await {
+            Ok(credentials) => {
+                *self.current.write().expect("credentials lock") = Some(credentials.clone());
+                *self.last_failure.lock().expect("failure lock") = None;
+                tracing::info!(
+                    source = %self.label,
+                    expires = %credentials.expiration.map_or("never".into(), iso_seconds),
+                    "credentials obtained"
+                );
+                self.start_refresher();
+                Ok(credentials)
+            }
+            Err(error) => {
+                match self.peek() {
+                    Some(held) => tracing::warn!(
+                        source = %self.label,
+                        %error,
+                        until = %held.expiration.map_or("never".into(), iso_seconds),
+                        "refresh failed; serving the last good credentials"
+                    ),
+                    None => tracing::warn!(source = %self.label, %error, "no credentials"),
+                }
+                *self.last_failure.lock().expect("failure lock") =
+                    Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// When the background task should next refresh, if ever.
+    fn refresh_due(&self) -> Option<SystemTime> {
+        let current = self.current.read().expect("credentials lock").clone()?;
+        let expiration = current.expiration?;
+        let lifetime = expiration
+            .duration_since(current.issued)
+            .unwrap_or_default();
+        Some(expiration - self.policy.margin.min(lifetime / 2))
+    }
+
+    fn start_refresher(&self) {
+        if self.refresher_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(refresh_loop(self.this.clone()));
+    }
+}
+
+/// Holds only a weak reference between rounds, so it ends when the role is
+/// re-bound or the configuration reloaded.
+async fn refresh_loop(cache: Weak<Cached>) {
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let wait = {
+            let Some(this) = cache.upgrade() else { return };
+            let Some(due) = this.refresh_due() else {
+                this.refresher_running.store(false, Ordering::Release);
+                return;
+            };
+            due.duration_since(SystemTime::now()).unwrap_or_default()
+        };
+        tokio::time::sleep(wait).await;
+        let Some(this) = cache.upgrade() else { return };
+        let refreshed = {
+            let _flight = this.in_flight.lock().await;
+            this.fetch_locked().await
+        };
+        drop(this);
+        match refreshed {
+            Ok(_) => backoff = RETRY_FIRST,
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialSource for Cached {
+    async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
+        if let Some(held) = self.peek() {
+            return Ok(held);
+        }
+        let _flight = self.in_flight.lock().await;
+        // Whoever held the lock before us may have fetched already.
+        if let Some(held) = self.peek() {
+            return Ok(held);
+        }
+        if let Some((at, error)) = self.last_failure.lock().expect("failure lock").as_ref() {
+            if at.elapsed() < FAILURE_HOLD {
+                return Err(error.clone());
+            }
+        }
+        self.fetch_locked().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    /// Counts calls and fails while `failing` is set.
+    struct Counting {
+        calls: AtomicU64,
+        failing: AtomicBool,
+        lifetime: Duration,
+    }
+
+    #[async_trait]
+    impl CredentialSource for Counting {
+        async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(SourceError("down".into()));
+            }
+            let now = SystemTime::now();
+            Ok(Arc::new(Credentials {
+                access_key_id: format!("KEY{n}"),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+                expiration: Some(now + self.lifetime),
+                issued: now,
+            }))
+        }
+    }
+
+    fn counting(lifetime: Duration) -> Arc<Counting> {
+        Arc::new(Counting {
+            calls: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            lifetime,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_cold_requests_share_one_fetch() {
+        let inner = counting(Duration::from_secs(3600));
+        let cache = Cached::new(
+            "t",
+            inner.clone(),
+            RefreshPolicy {
+                margin: Duration::from_secs(60),
+            },
+        );
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(
+                    async move { cache.credentials().await.unwrap().access_key_id.clone() },
+                )
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), "KEY0");
+        }
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn refreshes_ahead_and_keeps_the_last_good_on_failure() {
+        let inner = counting(Duration::from_millis(1200));
+        let cache = Cached::new(
+            "t",
+            inner.clone(),
+            RefreshPolicy {
+                margin: Duration::from_millis(400),
+            },
+        );
+        assert_eq!(cache.credentials().await.unwrap().access_key_id, "KEY0");
+        // Refreshed in the background at ~800 ms, before expiry.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(cache.peek().unwrap().access_key_id, "KEY1");
+        // The source fails: KEY1 stays until it expires, then nothing.
+        inner.failing.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(cache.credentials().await.unwrap().access_key_id, "KEY1");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(cache.credentials().await.is_err());
+        // Back up: the retry loop recovers without a request asking.
+        inner.failing.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(cache.peek().is_some());
+    }
+}
