@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use http::{Method, StatusCode};
+
+use crate::client::AdminClient;
 use crate::config::{self, Overrides};
 use crate::server::{self, App};
 
@@ -20,9 +23,9 @@ const EXIT_CONFIG: u8 = 2;
     about = "An emulator of the EC2 instance metadata service"
 )]
 struct Cli {
-    /// Log filter, e.g. `info`, `debug`, `ersatz=trace`.
-    #[arg(long, global = true, env = "ERSATZ_LOG", default_value = "info")]
-    log_level: String,
+    /// Log filter, e.g. `info`, `debug`, `ersatz=trace` (default: info; warn for exec).
+    #[arg(long, global = true, env = "ERSATZ_LOG")]
+    log_level: Option<String>,
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -45,6 +48,63 @@ enum Command {
     Config(ConfigCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// List, switch or show roles of a running server (finto's role API).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send source credentials to a running server's bootstrap source:
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN,
+    /// or as JSON on stdin with --stdin.
+    Bootstrap {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Which bootstrap source, when the server has several.
+        #[arg(long)]
+        source: Option<String>,
+        /// Read {"AccessKeyId","SecretAccessKey","Token"} from stdin.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Run a command with container credentials for a role, served on a free
+    /// loopback port for as long as it runs; exits with its exit code.
+    Exec {
+        /// Configuration file: TOML, JSON, YAML or a .fintorc.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// The role to hand out (default: the active role).
+        #[arg(long)]
+        role: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// All roles, the active one marked with `*`.
+    List,
+    /// Make ALIAS the active role (served at iam/security-credentials/).
+    Use { alias: String },
+    /// A role's ARN, session name and credential source.
+    Show { alias: String },
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The running server's admin API.
+    #[arg(
+        long,
+        env = "ERSATZ_ADMIN_URL",
+        default_value = "http://127.0.0.1:8998"
+    )]
+    admin: String,
+    /// Bearer token, when the server sets server.admin_token.
+    #[arg(long, env = "ERSATZ_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -86,7 +146,15 @@ impl ServeArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_level, cli.log_format);
+    let quiet = matches!(
+        cli.command,
+        Command::Exec { .. } | Command::Role { .. } | Command::Bootstrap { .. }
+    );
+    let level = cli
+        .log_level
+        .as_deref()
+        .unwrap_or(if quiet { "warn" } else { "info" });
+    init_tracing(level, cli.log_format);
     match cli.command {
         Command::Serve(args) => {
             let loaded = match args.load() {
@@ -95,6 +163,106 @@ pub fn main() -> ExitCode {
             };
             match runtime().block_on(server::run(loaded)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ersatz: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Role { command, admin } => remote(&admin, |client| async move {
+            match command {
+                RoleCommand::List => {
+                    let (_, all) = client.call(Method::GET, "/roles", None).await?;
+                    let (_, active) = client
+                        .call(Method::GET, "/roles?status=active", None)
+                        .await?;
+                    let active = roles_of(&active)?;
+                    for role in roles_of(&all)? {
+                        let mark = if active.contains(&role) { '*' } else { ' ' };
+                        println!("{mark} {role}");
+                    }
+                    Ok(())
+                }
+                RoleCommand::Use { alias } => {
+                    let body = serde_json::json!({ "alias": alias }).to_string();
+                    expect_ok(client.call(Method::PUT, "/roles", Some(body)).await?)?;
+                    println!("active role: {alias}");
+                    Ok(())
+                }
+                RoleCommand::Show { alias } => {
+                    let role = expect_ok(
+                        client
+                            .call(Method::GET, &format!("/roles/{alias}"), None)
+                            .await?,
+                    )?;
+                    let source = expect_ok(
+                        client
+                            .call(Method::GET, &format!("/roles/{alias}/source"), None)
+                            .await?,
+                    )?;
+                    let role: serde_json::Value =
+                        serde_json::from_str(&role).map_err(|e| e.to_string())?;
+                    let source: serde_json::Value =
+                        serde_json::from_str(&source).map_err(|e| e.to_string())?;
+                    println!("role:         {alias}");
+                    println!("arn:          {}", role["arn"].as_str().unwrap_or_default());
+                    println!(
+                        "session_name: {}",
+                        role["session_name"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "source:       {}",
+                        source["source"].as_str().unwrap_or_default()
+                    );
+                    Ok(())
+                }
+            }
+        }),
+        Command::Bootstrap {
+            admin,
+            source,
+            stdin,
+        } => remote(&admin, |client| async move {
+            let mut body: serde_json::Value = if stdin {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| e.to_string())?;
+                serde_json::from_str(&text).map_err(|e| format!("stdin is not JSON: {e}"))?
+            } else {
+                let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                let (Some(key), Some(secret)) =
+                    (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+                else {
+                    return Err("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or use --stdin".into());
+                };
+                serde_json::json!({
+                    "AccessKeyId": key,
+                    "SecretAccessKey": secret,
+                    "Token": var("AWS_SESSION_TOKEN").unwrap_or_default(),
+                })
+            };
+            if let Some(source) = source {
+                body["Source"] = source.into();
+            }
+            let answer = expect_ok(
+                client
+                    .call(Method::POST, "/bootstrap/creds", Some(body.to_string()))
+                    .await?,
+            )?;
+            print!("{answer}");
+            Ok(())
+        }),
+        Command::Exec {
+            config,
+            role,
+            command,
+        } => {
+            let loaded = match config::load(config.as_deref(), &Overrides::default()) {
+                Ok(loaded) => loaded,
+                Err(error) => return config_failure(&error),
+            };
+            match runtime().block_on(server::exec(loaded, role, &command)) {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 Err(error) => {
                     eprintln!("ersatz: {error}");
                     ExitCode::FAILURE
@@ -152,4 +320,46 @@ fn init_tracing(filter: &str, format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Runs a client command against a running server's admin API.
+fn remote<F, Fut>(admin: &AdminArgs, run: F) -> ExitCode
+where
+    F: FnOnce(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let outcome = AdminClient::new(&admin.admin, admin.admin_token.clone())
+        .and_then(|client| runtime().block_on(run(client)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ersatz: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn expect_ok((status, body): (StatusCode, String)) -> Result<String, String> {
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    Err(format!("{status}: {message}"))
+}
+
+fn roles_of(body: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("unexpected answer {body:?}: {e}"))?;
+    Ok(value["roles"]
+        .as_array()
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
 }

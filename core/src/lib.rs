@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod admin;
 pub mod awsjson;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod encoder;

@@ -288,3 +288,61 @@ async fn wait_for_stop_signal() {
         _ = terminate.recv() => {}
     }
 }
+
+/// `ersatz exec`: serves metadata on a free loopback port for as long as
+/// `command` runs, handing it the container-credentials endpoint of `role`
+/// (aws-vault's safer mode: a random token, no keys in the environment).
+/// Returns the command's exit code.
+pub async fn exec(
+    loaded: Loaded,
+    role: Option<String>,
+    command: &[String],
+) -> Result<i32, Box<dyn std::error::Error>> {
+    let bound = listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = format!("http://{}", bound.local_addr()?);
+    let app = App::build(&loaded, vec![url.clone()]).await?;
+    let alias = role.unwrap_or_else(|| app.roles.active());
+    if app.roles.get(&alias).is_none() {
+        return Err(format!(
+            "no role named \"{alias}\" (defined: {})",
+            app.roles.aliases().join(", ")
+        )
+        .into());
+    }
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(
+        bound,
+        app.imds.clone(),
+        stopped,
+        Arc::new(GracefulShutdown::new()),
+    ));
+    let (program, args) = command.split_first().ok_or("no command to run")?;
+    let mut child = tokio::process::Command::new(program);
+    child
+        .args(args)
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{url}/ecs/{alias}"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", &*app.imds.ecs.token);
+    // Keys in the environment would win over the endpoint in every SDK.
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ] {
+        child.env_remove(key);
+    }
+    let status = child
+        .status()
+        .await
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let _ = stop.send(true);
+    let _ = server.await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}

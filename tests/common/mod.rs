@@ -310,3 +310,165 @@ pub fn run_python(python: &Path, args: &[&str], env: &[(&str, &str)]) -> String 
     );
     stdout
 }
+
+/// A program installed in the Python test environment (`moto_server`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    python().parent().unwrap().join(name)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..400 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// moto in server mode: a real STS-compatible endpoint on loopback.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts (tests/run.sh installs it)");
+        wait_for_port(port, "moto_server");
+        Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback proxy in front of STS that counts AssumeRole calls and can play
+/// an outage (connections dropped on accept). It runs on its own runtime
+/// thread so that blocking test code cannot stall it.
+pub struct StsProxy {
+    pub url: String,
+    assume_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StsProxy {
+    pub fn start(upstream: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let assume_calls = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.to_owned();
+        let (calls, is_down, dropped) = (assume_calls.clone(), down.clone(), refused.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if is_down.load(Ordering::SeqCst) {
+                        dropped.fetch_add(1, Ordering::SeqCst);
+                        drop(stream);
+                        continue;
+                    }
+                    let (calls, upstream) = (calls.clone(), upstream.clone());
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(
+                            move |request: Request<hyper::body::Incoming>| {
+                                let (calls, upstream) = (calls.clone(), upstream.clone());
+                                async move {
+                                    let (parts, body) = request.into_parts();
+                                    let body = body.collect().await?.to_bytes();
+                                    if body.windows(17).any(|w| w == b"Action=AssumeRole") {
+                                        calls.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    let mut forwarded = Request::from_parts(parts, Full::new(body));
+                                    forwarded.headers_mut().remove("host");
+                                    let path = forwarded
+                                        .uri()
+                                        .path_and_query()
+                                        .map_or("/".into(), |p| p.to_string());
+                                    *forwarded.uri_mut() = path.parse().unwrap();
+                                    let authority =
+                                        upstream.trim_start_matches("http://").to_owned();
+                                    forwarded
+                                        .headers_mut()
+                                        .insert("host", authority.parse().unwrap());
+                                    let stream =
+                                        tokio::net::TcpStream::connect(&authority).await.unwrap();
+                                    let (mut sender, connection) =
+                                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                                            .await?;
+                                    tokio::spawn(connection);
+                                    let response = sender.send_request(forwarded).await?;
+                                    let (parts, body) = response.into_parts();
+                                    let body = body.collect().await?.to_bytes();
+                                    Ok::<_, hyper::Error>(http::Response::from_parts(
+                                        parts,
+                                        Full::new(body),
+                                    ))
+                                }
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        StsProxy {
+            url,
+            assume_calls,
+            refused,
+            down,
+        }
+    }
+
+    /// Connections dropped while down: each an attempt to reach STS.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn assume_calls(&self) -> usize {
+        self.assume_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// While down, every connection is dropped as soon as it is accepted.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
