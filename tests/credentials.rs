@@ -710,3 +710,61 @@ async fn real_aws_roles_when_configured() {
     assert_eq!(document(&server, "valid").await["Code"], "Success");
     assert_eq!(document(&server, "invalid").await["Code"], "Failure");
 }
+
+#[test]
+fn exec_can_use_a_running_server() {
+    let moto = Moto::start();
+    let server = Ersatz::with_toml(&static_role_config(&moto.url));
+    let script = "import boto3, json, sys\n\
+        s = boto3.Session(region_name='us-east-1')\n\
+        print(json.dumps({'method': s.get_credentials().method, \
+        'arn': s.client('sts', endpoint_url=sys.argv[1]).get_caller_identity()['Arn']}))";
+    let python = python();
+    let output = ersatz(
+        &[
+            "exec",
+            "--admin",
+            &server.admin_url,
+            "--",
+            python.to_str().unwrap(),
+            "-c",
+            script,
+            &moto.url,
+        ],
+        &[
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(got["method"], "container-role");
+    assert_eq!(
+        got["arn"],
+        format!("arn:aws:sts::{ACCOUNT}:assumed-role/web/ersatz-web")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_source_takes_keys_from_the_environment() {
+    let moto = Moto::start();
+    let server = Ersatz::builder()
+        .config(
+            "ersatz.toml",
+            &format!(
+                "[sources.env]\ntype = \"chain\"\n\n[roles.ci]\narn = \"{}\"\nsource = \"env\"\nsts_endpoint = \"{}\"\n",
+                arn("ci"),
+                moto.url
+            ),
+        )
+        .env("AWS_ACCESS_KEY_ID", "AKIAFROMENVIRONMENT1")
+        .env("AWS_SECRET_ACCESS_KEY", CALLER_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .start();
+    assert_assumed(&boto3_identity(&server, &moto), "ci", "ersatz-ci");
+}

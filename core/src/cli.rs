@@ -77,6 +77,12 @@ enum Command {
         /// The role to hand out (default: the active role).
         #[arg(long)]
         role: Option<String>,
+        /// Use the server running with this admin API instead of starting one.
+        #[arg(long, env = "ERSATZ_ADMIN_URL")]
+        admin: Option<String>,
+        /// Bearer token, when that server sets server.admin_token.
+        #[arg(long, env = "ERSATZ_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
         /// The command and its arguments, after `--`.
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -253,9 +259,40 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Exec {
+            admin: Some(admin),
+            admin_token,
+            role,
+            command,
+            ..
+        } => remote(&AdminArgs { admin, admin_token }, |client| async move {
+            let ecs = expect_ok(client.call(Method::GET, "/ecs", None).await?)?;
+            let ecs: serde_json::Value = serde_json::from_str(&ecs).map_err(|e| e.to_string())?;
+            let alias = match role {
+                Some(role) => role,
+                None => roles_of(
+                    &client
+                        .call(Method::GET, "/roles?status=active", None)
+                        .await?
+                        .1,
+                )?
+                .pop()
+                .ok_or("the server names no active role")?,
+            };
+            let url = ecs["urls"][&alias][0]
+                .as_str()
+                .ok_or_else(|| format!("the server has no role named \"{alias}\""))?;
+            let token = ecs["token"].as_str().unwrap_or_default();
+            let code = server::run_with_container_credentials(url, token, &command)
+                .await
+                .map_err(|e| e.to_string())?;
+            std::process::exit(code);
+        }),
+        Command::Exec {
             config,
             role,
             command,
+            admin: None,
+            ..
         } => {
             let loaded = match config::load(config.as_deref(), &Overrides::default()) {
                 Ok(loaded) => loaded,

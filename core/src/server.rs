@@ -316,16 +316,28 @@ pub async fn exec(
         stopped,
         Arc::new(GracefulShutdown::new()),
     ));
+    let code =
+        run_with_container_credentials(&format!("{url}/ecs/{alias}"), &app.imds.ecs.token, command)
+            .await;
+    let _ = stop.send(true);
+    let _ = server.await;
+    code
+}
+
+/// Runs `command` with `AWS_CONTAINER_CREDENTIALS_FULL_URI` = `url` and its
+/// token, and without keys in its environment (they would win in every SDK).
+/// Returns its exit code (128 + signal when killed).
+pub async fn run_with_container_credentials(
+    url: &str,
+    token: &str,
+    command: &[String],
+) -> Result<i32, Box<dyn std::error::Error>> {
     let (program, args) = command.split_first().ok_or("no command to run")?;
     let mut child = tokio::process::Command::new(program);
     child
         .args(args)
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("{url}/ecs/{alias}"),
-        )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", &*app.imds.ecs.token);
-    // Keys in the environment would win over the endpoint in every SDK.
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token);
     for key in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -339,8 +351,6 @@ pub async fn exec(
         .status()
         .await
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let _ = stop.send(true);
-    let _ = server.await;
     use std::os::unix::process::ExitStatusExt;
     Ok(status
         .code()
