@@ -86,19 +86,7 @@ fn boto3_finds_iam_role_credentials_through_the_endpoint_variable() {
 #[tokio::test]
 async fn cloud_init_crawls_the_whole_tree_with_v2_tokens() {
     let server = Ersatz::with_toml(V1_DISABLED);
-    let script = workspace().join("tests/py/cloudinit_crawl.py");
-    let system_python = std::path::Path::new("/usr/bin/python3");
-    let out = run_python(
-        system_python,
-        &[
-            script.to_str().unwrap(),
-            "--url",
-            &server.url,
-            "--require-token",
-        ],
-        &[],
-    );
-    let crawl: Value = serde_json::from_str(&out).unwrap();
+    let crawl = common::cloud_init_crawl(&server.url);
     let md = &crawl["meta-data"];
     assert_eq!(
         md["instance-id"],

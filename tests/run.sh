@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what the end-to-end tests
-# need (Debian's cloud-init, a Python venv with boto3 and moto), then runs the
-# Rust unit and end-to-end tests with cargo-nextest (cargo test without it).
+# need (Debian's cloud-init, a Python venv with boto3 and moto), builds the
+# WebAssembly plugins, then runs the Rust unit and end-to-end tests with
+# cargo-nextest (cargo test without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -23,6 +24,15 @@ if ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
 fi
 export ERSATZ_TEST_PYTHON="$venv/bin/python"
+
+say "building the WebAssembly plugins (shipped and test-only) for wasm32-wasip2"
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+# One target dir for both workspaces, so shared dependencies build once.
+plugin_target="$root/plugins/target"
+cargo build --quiet --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir "$plugin_target"
+cargo build --quiet --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir "$plugin_target"
 
 say "Rust tests (unit + end to end)"
 if cargo nextest --version >/dev/null 2>&1; then

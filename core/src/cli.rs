@@ -139,14 +139,17 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn load(&self) -> Result<config::Loaded, config::ConfigError> {
-        let overrides = Overrides {
+    fn overrides(&self) -> Overrides {
+        Overrides {
             addr: self.addr.clone(),
             port: self.port,
             log: self.log.clone(),
             admin_addr: self.admin_addr,
-        };
-        config::load(self.config.as_deref(), &overrides)
+        }
+    }
+
+    fn load(&self) -> Result<config::Loaded, config::ConfigError> {
+        config::load(self.config.as_deref(), &self.overrides())
     }
 }
 
@@ -167,7 +170,7 @@ pub fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(error) => return config_failure(&error),
             };
-            match runtime().block_on(server::run(loaded)) {
+            match runtime().block_on(server::run(loaded, args.config.clone(), args.overrides())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("ersatz: {error}");

@@ -156,6 +156,7 @@ impl Imds {
             Resolved::Leaf { body, content_type } => encoder::ok(body, content_type),
             Resolved::Dir(listing) => encoder::listing(listing),
             Resolved::NotFound => encoder::error(StatusCode::NOT_FOUND),
+            Resolved::Failed => encoder::error(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod imds;
 pub mod instance;
 pub mod listener;
 pub mod normalise;
+pub mod plugin;
 pub mod provider;
 pub mod router;
 pub mod server;

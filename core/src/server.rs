@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
 use crate::admin::{Admin, EcsInfo};
-use crate::config::{expand_home, Config, ConfigError, Loaded, SourceConfig};
+use crate::config::{
+    self, expand_home, mount_path, Config, ConfigError, Loaded, Overrides, SourceConfig,
+};
 use crate::credentials::roles::RoleSpec;
 use crate::credentials::{
     AssumeParams, AssumeRole, BootstrapSource, Cached, CredentialSource, RefreshPolicy, Roles,
@@ -19,9 +22,10 @@ use crate::credentials::{
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
-use crate::listener;
+use crate::listener::{self, Handler};
+use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
 use crate::provider::iam::{self, IamProvider};
-use crate::provider::static_tree::instance_tree;
+use crate::provider::static_tree::{instance_tree, StaticTree};
 use crate::provider::Provider;
 use crate::router::Router;
 use crate::session::Sessions;
@@ -32,8 +36,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub imds: Arc<Imds>,
-    pub admin: Arc<Admin>,
     pub roles: Arc<Roles>,
+    plugin_engine: std::sync::Mutex<Option<Arc<PluginEngine>>>,
+    ecs_token: Arc<str>,
 }
 
 /// The sources a configuration names, built callers first.
@@ -42,17 +47,43 @@ struct Sources {
     bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
 }
 
+/// What serves metadata: rebuilt as a whole on reload.
+struct Metadata {
+    tree: Arc<StaticTree>,
+    instance: Instance,
+    plugins: Vec<(Option<String>, Arc<Plugin>)>,
+}
+
 impl App {
-    /// Everything a configuration describes, checked, ready to serve.
-    /// `metadata_urls` are where the metadata listeners will be, for `GET /ecs`.
-    pub async fn build(loaded: &Loaded, metadata_urls: Vec<String>) -> Result<Self, ConfigError> {
+    /// Everything a configuration describes, checked, ready to serve, and
+    /// its admin API. `metadata_urls` are where the metadata listeners will
+    /// be, for `GET /ecs`.
+    pub async fn build(
+        loaded: &Loaded,
+        metadata_urls: Vec<String>,
+    ) -> Result<(Self, Admin), ConfigError> {
         let config = &loaded.config;
-        let instance =
-            Instance::resolve(&config.instance).map_err(|e| loaded.error(&e.key, e.reason))?;
+        let plugin_engine = if config.plugins.is_empty() {
+            None
+        } else {
+            Some(Arc::new(plugin_engine(loaded)?))
+        };
+        let metadata = build_metadata(loaded, plugin_engine.as_deref())?;
+        for (name, source) in &config.sources {
+            if let SourceConfig::Plugin { plugin } = source {
+                let found = metadata.plugins.iter().find(|(_, p)| &p.name == plugin);
+                if found.is_some_and(|(_, p)| !p.is_credential_source()) {
+                    return Err(loaded.error(
+                        &format!("sources.{name}.plugin"),
+                        format!("plugin \"{plugin}\" exports no credential-source: build it for the credential-plugin world"),
+                    ));
+                }
+            }
+        }
         let policy = RefreshPolicy {
             margin: config.credentials.refresh_margin.0,
         };
-        let sources = build_sources(config, policy);
+        let sources = build_sources(config, policy, &metadata.plugins);
         let specs = config
             .roles
             .iter()
@@ -78,54 +109,11 @@ impl App {
             config.initial_role(),
             policy,
         ));
-
-        let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &instance));
-        let mut tree = instance_tree(&instance);
-        tree.mount(iam::MOUNT);
-        tree.overrides(&config.metadata)
-            .map_err(|e| loaded.error(&e.key, e.reason))?;
-        let tree: Arc<dyn Provider> =
-            Arc::new(tree.build().map_err(|e| loaded.error(&e.key, e.reason))?);
-        let router = Router::new(vec![(String::new(), tree), (iam::MOUNT.to_owned(), iam)]);
-
-        let state_dir = if config.server.state_dir.as_os_str().is_empty() {
-            state::default_dir()
-        } else {
-            config.server.state_dir.clone()
-        };
-        let access_log = if config.server.access_log.as_os_str().is_empty() {
-            None
-        } else {
-            Some(
-                AccessLog::open(&config.server.access_log)
-                    .await
-                    .map_err(|error| {
-                        loaded.error(
-                            "server.access_log",
-                            format!("cannot open for appending: {error}"),
-                        )
-                    })?,
-            )
-        };
         let ecs_token: Arc<str> = random_hex(32).into();
-        let imds = Imds {
-            guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
-            sessions: Sessions::load(&state_dir),
-            v1: config.imds.v1,
-            router,
-            access_log,
-            ecs: Ecs {
-                roles: roles.clone(),
-                token: ecs_token.clone(),
-            },
-            finto_routes: config
-                .server
-                .finto_routes
-                .then(|| RoleApi::new(roles.clone())),
-        };
+        let imds = build_imds(loaded, metadata, roles.clone(), ecs_token.clone()).await?;
         let ecs = EcsInfo {
             base_urls: metadata_urls,
-            token: ecs_token,
+            token: ecs_token.clone(),
         };
         let admin = Admin::new(
             roles.clone(),
@@ -133,24 +121,206 @@ impl App {
             ecs,
             &config.server.admin_token,
         );
-        Ok(Self {
+        let app = Self {
             imds: Arc::new(imds),
-            admin: Arc::new(admin),
             roles,
-        })
+            plugin_engine: std::sync::Mutex::new(plugin_engine),
+            ecs_token,
+        };
+        Ok((app, admin))
     }
+
+    /// The metadata service of a new configuration, keeping this one's
+    /// roles (and so bootstrapped and cached credentials): changes to
+    /// `[sources]` and `[roles]` need a restart.
+    pub async fn rebuild_imds(&self, loaded: &Loaded) -> Result<Imds, ConfigError> {
+        let engine = if loaded.config.plugins.is_empty() {
+            None
+        } else {
+            let existing = self.plugin_engine.lock().expect("engine lock").clone();
+            let engine = match existing {
+                Some(engine) => engine,
+                None => Arc::new(plugin_engine(loaded)?),
+            };
+            *self.plugin_engine.lock().expect("engine lock") = Some(engine.clone());
+            Some(engine)
+        };
+        let metadata = build_metadata(loaded, engine.as_deref())?;
+        build_imds(loaded, metadata, self.roles.clone(), self.ecs_token.clone()).await
+    }
+}
+
+/// Re-reads the configuration and plugins (SIGHUP, `POST /reload`) and swaps
+/// the metadata service in one step: requests in flight finish on the old
+/// one; a configuration that fails to load changes nothing.
+pub struct Reloader {
+    app: Arc<App>,
+    file: Option<std::path::PathBuf>,
+    overrides: Overrides,
+    current: Arc<ArcSwap<Imds>>,
+}
+
+impl Reloader {
+    pub async fn reload(&self) -> Result<(), String> {
+        let outcome = async {
+            let loaded = config::load(self.file.as_deref(), &self.overrides)?;
+            self.app.rebuild_imds(&loaded).await
+        }
+        .await;
+        match outcome {
+            Ok(imds) => {
+                self.current.store(Arc::new(imds));
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reload refused; the previous configuration keeps serving");
+                Err(error.to_string())
+            }
+        }
+    }
+}
+
+impl Handler for ArcSwap<Imds> {
+    async fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> http::Response<crate::encoder::Body> {
+        // Hold this request's version for its whole life.
+        let imds = self.load_full();
+        imds.handle(request, peer).await
+    }
+}
+
+fn state_dir(loaded: &Loaded) -> std::path::PathBuf {
+    let configured = &loaded.config.server.state_dir;
+    if configured.as_os_str().is_empty() {
+        state::default_dir()
+    } else {
+        configured.clone()
+    }
+}
+
+fn plugin_engine(loaded: &Loaded) -> Result<PluginEngine, ConfigError> {
+    PluginEngine::new(state_dir(loaded).join("plugins")).map_err(|e| {
+        loaded.error(
+            "plugins",
+            format!("cannot start the WebAssembly engine: {e:#}"),
+        )
+    })
+}
+
+/// The instance tree, with every mount listed, and the plugins loaded
+/// against it (their `host.lookup` reads it).
+fn build_metadata(loaded: &Loaded, engine: Option<&PluginEngine>) -> Result<Metadata, ConfigError> {
+    let config = &loaded.config;
+    let instance =
+        Instance::resolve(&config.instance).map_err(|e| loaded.error(&e.key, e.reason))?;
+    let mut tree = instance_tree(&instance);
+    tree.mount(iam::MOUNT);
+    let mut mounts = Vec::new();
+    for (i, plugin) in config.plugins.iter().enumerate() {
+        let mount = match &plugin.mount {
+            Some(mount) => Some(
+                mount_path(mount)
+                    .map_err(|reason| loaded.error(&format!("plugins.{i}.mount"), reason))?,
+            ),
+            None => None,
+        };
+        if let Some(mount) = &mount {
+            tree.mount(mount.clone());
+        }
+        mounts.push(mount);
+    }
+    tree.overrides(&config.metadata)
+        .map_err(|e| loaded.error(&e.key, e.reason))?;
+    let tree = Arc::new(tree.build().map_err(|e| loaded.error(&e.key, e.reason))?);
+
+    let mut plugins = Vec::new();
+    for ((i, plugin), mount) in config.plugins.iter().enumerate().zip(mounts) {
+        let engine = engine.expect("an engine exists when plugins are configured");
+        let spec = PluginSpec {
+            name: plugin.name(),
+            wasm: plugin.wasm.clone(),
+            config: plugin
+                .config
+                .as_ref()
+                .map_or_else(|| "{}".into(), |c| c.to_string()),
+            timeout: plugin.limits.timeout.0,
+            memory: plugin.limits.memory.0,
+        };
+        let loaded_plugin = Plugin::load(engine, spec, tree.clone())
+            .map_err(|reason| loaded.error(&format!("plugins.{i}.wasm"), reason))?;
+        tracing::info!(plugin = %loaded_plugin.name, mount = mount.as_deref().unwrap_or("(none)"), "plugin loaded");
+        plugins.push((mount, Arc::new(loaded_plugin)));
+    }
+    Ok(Metadata {
+        tree,
+        instance,
+        plugins,
+    })
+}
+
+async fn build_imds(
+    loaded: &Loaded,
+    metadata: Metadata,
+    roles: Arc<Roles>,
+    ecs_token: Arc<str>,
+) -> Result<Imds, ConfigError> {
+    let config = &loaded.config;
+    let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &metadata.instance));
+    let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
+        (String::new(), metadata.tree.clone()),
+        (iam::MOUNT.to_owned(), iam),
+    ];
+    for (mount, plugin) in metadata.plugins {
+        if let Some(mount) = mount {
+            mounts.push((mount, Arc::new(WasmProvider { plugin })));
+        }
+    }
+    let access_log = if config.server.access_log.as_os_str().is_empty() {
+        None
+    } else {
+        Some(
+            AccessLog::open(&config.server.access_log)
+                .await
+                .map_err(|error| {
+                    loaded.error(
+                        "server.access_log",
+                        format!("cannot open for appending: {error}"),
+                    )
+                })?,
+        )
+    };
+    Ok(Imds {
+        guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
+        sessions: Sessions::load(&state_dir(loaded)),
+        v1: config.imds.v1,
+        router: Router::new(mounts),
+        access_log,
+        ecs: Ecs {
+            roles: roles.clone(),
+            token: ecs_token,
+        },
+        finto_routes: config.server.finto_routes.then(|| RoleApi::new(roles)),
+    })
 }
 
 /// STS's default session length.
 const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
 
-fn build_sources(config: &Config, policy: RefreshPolicy) -> Sources {
+fn build_sources(
+    config: &Config,
+    policy: RefreshPolicy,
+    plugins: &[(Option<String>, Arc<Plugin>)],
+) -> Sources {
     let mut sources = Sources {
         all: BTreeMap::new(),
         bootstraps: BTreeMap::new(),
     };
     for name in config.sources.keys() {
-        build_source(config, name, policy, &mut sources);
+        build_source(config, name, policy, plugins, &mut sources);
     }
     sources
 }
@@ -160,6 +330,7 @@ fn build_source(
     config: &Config,
     name: &str,
     policy: RefreshPolicy,
+    plugins: &[(Option<String>, Arc<Plugin>)],
     built: &mut Sources,
 ) -> Arc<dyn CredentialSource> {
     if let Some(source) = built.all.get(name) {
@@ -185,6 +356,18 @@ fn build_source(
             Arc::new(SdkSource::chain()),
             policy,
         ),
+        SourceConfig::Plugin { plugin } => {
+            let plugin = plugins
+                .iter()
+                .find(|(_, p)| &p.name == plugin)
+                .map(|(_, p)| p.clone())
+                .expect("the configuration checked the plugin exists");
+            Cached::new(
+                format!("source {name}"),
+                Arc::new(PluginSource { plugin }),
+                policy,
+            )
+        }
         SourceConfig::Bootstrap {} => {
             let bootstrap = Arc::new(BootstrapSource::default());
             built.bootstraps.insert(name.to_owned(), bootstrap.clone());
@@ -199,7 +382,7 @@ fn build_source(
             region,
             sts_endpoint,
         } => {
-            let caller = build_source(config, caller, policy, built);
+            let caller = build_source(config, caller, policy, plugins, built);
             let params = AssumeParams {
                 arn: arn.clone(),
                 session_name: session_name
@@ -229,7 +412,11 @@ fn random_hex(bytes: usize) -> String {
 
 /// Binds every listener, announces them on stdout, serves until SIGINT or
 /// SIGTERM, then drains in-flight requests.
-pub async fn run(loaded: Loaded) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(
+    loaded: Loaded,
+    file: Option<std::path::PathBuf>,
+    overrides: Overrides,
+) -> Result<(), Box<dyn std::error::Error>> {
     let server = &loaded.config.server;
     let mut metadata = Vec::new();
     for addr in &server.listen {
@@ -239,8 +426,16 @@ pub async fn run(loaded: Loaded) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|l| l.local_addr().map(|a| format!("http://{a}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let app = App::build(&loaded, urls.clone()).await?;
+    let (app, admin) = App::build(&loaded, urls.clone()).await?;
     app.roles.prefetch_active();
+    let current = Arc::new(ArcSwap::new(app.imds.clone()));
+    let reloader = Arc::new(Reloader {
+        app: Arc::new(app),
+        file,
+        overrides,
+        current: current.clone(),
+    });
+    let admin = Arc::new(admin.with_reloader(reloader.clone()));
     let (stop, stopped) = watch::channel(false);
     let connections = Arc::new(GracefulShutdown::new());
     let mut tasks = Vec::new();
@@ -248,22 +443,22 @@ pub async fn run(loaded: Loaded) -> Result<(), Box<dyn std::error::Error>> {
         println!("ersatz: metadata on {url}");
         tasks.push(tokio::spawn(listener::serve(
             bound,
-            app.imds.clone(),
+            current.clone(),
             stopped.clone(),
             connections.clone(),
         )));
     }
-    let admin = listener::bind(server.admin_listen).await?;
-    println!("ersatz: admin on http://{}", admin.local_addr()?);
+    let admin_listener = listener::bind(server.admin_listen).await?;
+    println!("ersatz: admin on http://{}", admin_listener.local_addr()?);
     tasks.push(tokio::spawn(listener::serve(
+        admin_listener,
         admin,
-        app.admin.clone(),
         stopped.clone(),
         connections.clone(),
     )));
     tracing::info!("ready");
 
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(&reloader).await;
     tracing::info!("stopping: finishing in-flight requests");
     let _ = stop.send(true);
     for task in tasks {
@@ -280,12 +475,19 @@ pub async fn run(loaded: Loaded) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
+/// Waits for SIGINT or SIGTERM, reloading on every SIGHUP meanwhile.
+async fn wait_for_stop_signal(reloader: &Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => {
+                let _ = reloader.reload().await;
+            }
+        }
     }
 }
 
@@ -300,7 +502,7 @@ pub async fn exec(
 ) -> Result<i32, Box<dyn std::error::Error>> {
     let bound = listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let url = format!("http://{}", bound.local_addr()?);
-    let app = App::build(&loaded, vec![url.clone()]).await?;
+    let (app, _) = App::build(&loaded, vec![url.clone()]).await?;
     let alias = role.unwrap_or_else(|| app.roles.active());
     if app.roles.get(&alias).is_none() {
         return Err(format!(

@@ -261,7 +261,11 @@ pub async fn send(base: &str, method: Method, path: &str, headers: &[(&str, &str
 /// Runs `ersatz` with `args` to completion.
 pub fn ersatz(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
-    command.args(args).stdin(Stdio::null());
+    // From the repository root, as the README runs it (examples use relative paths).
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .current_dir(workspace());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -471,4 +475,29 @@ impl StsProxy {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// A plugin built by tests/run.sh (shipped ones and test ones share a target dir).
+pub fn wasm(name: &str) -> PathBuf {
+    let path = workspace()
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run tests/run.sh, which builds the plugins",
+        path.display()
+    );
+    path
+}
+
+/// cloud-init's own EC2 datasource crawl of `url` with IMDSv2 tokens
+/// (Debian's cloud-init, in the system Python), as JSON.
+pub fn cloud_init_crawl(url: &str) -> serde_json::Value {
+    let script = workspace().join("tests/py/cloudinit_crawl.py");
+    let out = run_python(
+        Path::new("/usr/bin/python3"),
+        &[script.to_str().unwrap(), "--url", url, "--require-token"],
+        &[],
+    );
+    serde_json::from_str(&out).unwrap()
 }

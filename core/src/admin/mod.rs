@@ -8,6 +8,7 @@
 //! | `POST /bootstrap/creds` | source credentials for `bootstrap` sources (mmds) |
 //! | `GET`/`PUT /roles…` | finto's role API ([`roles`]) |
 //! | `GET /ecs` | the container-credentials URLs and their token |
+//! | `POST /reload` | re-read the configuration and plugins (as SIGHUP) |
 
 mod bootstrap;
 pub mod roles;
@@ -27,6 +28,7 @@ use crate::config::Secret;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
 use crate::listener::Handler;
+use crate::server::Reloader;
 use roles::RoleApi;
 
 /// Request bodies (bootstrap keys, role switches) are small.
@@ -39,6 +41,7 @@ pub struct Admin {
     ecs: EcsInfo,
     /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
     token_digest: Option<[u8; 32]>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 /// Where the container-credentials endpoint is, for `GET /ecs`.
@@ -63,7 +66,14 @@ impl Admin {
             bootstraps,
             ecs,
             token_digest,
+            reloader: None,
         }
+    }
+
+    /// Enables `POST /reload`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     fn authorised(&self, request: &Request<Incoming>, peer: SocketAddr) -> bool {
@@ -141,6 +151,14 @@ impl Handler for Admin {
                 Err(response) => response,
             },
             (_, "/bootstrap/creds") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+            (Method::POST, "/reload") => match &self.reloader {
+                Some(reloader) => match reloader.reload().await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "reloaded": true })),
+                    Err(reason) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &reason),
+                },
+                None => json_error(StatusCode::NOT_FOUND, "reload is not available here"),
+            },
+            (_, "/reload") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             (Method::GET, "/ecs") => json(
                 StatusCode::OK,
                 &serde_json::json!({

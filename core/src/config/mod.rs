@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "roles",
     "default_role",
     "credentials",
+    "plugins",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -60,6 +61,103 @@ pub struct Config {
     pub default_role: Option<String>,
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[[plugins]]`: a WebAssembly component, mounted at a path and/or used as
+/// a credential source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Default: the file name without its extension.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where it serves, e.g. `/latest/meta-data/public-keys`; none for a
+    /// plugin used only as a credential source.
+    #[serde(default)]
+    pub mount: Option<String>,
+    pub wasm: PathBuf,
+    /// Handed to the plugin as JSON (`host.config`).
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+impl PluginConfig {
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.wasm
+                .file_stem()
+                .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Per call, from instantiation to answer.
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: HumanDuration,
+    /// `"16MiB"`, `"512KiB"` or bytes.
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            timeout: default_plugin_timeout(),
+            memory: default_plugin_memory(),
+        }
+    }
+}
+
+fn default_plugin_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_millis(50))
+}
+
+fn default_plugin_memory() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
+/// A size written as `"16MiB"`, `"512KiB"`, `"1GiB"` or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(usize),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => return Ok(Self(bytes)),
+            Raw::Text(text) => text,
+        };
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let scale = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => 0,
+        };
+        match number.parse::<usize>() {
+            Ok(n) if scale > 0 => Ok(Self(n * scale)),
+            _ => Err(serde::de::Error::custom(format!(
+                "\"{text}\" is not a size like 16MiB, 512KiB or a number of bytes"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +255,8 @@ pub enum SourceConfig {
     Chain {},
     /// Posted at run time to the admin API; memory only.
     Bootstrap {},
+    /// A `[[plugins]]` entry (by name) built for the credential-plugin world.
+    Plugin { plugin: String },
     /// STS AssumeRole called with another source's credentials. (The same
     /// keys as a role; spelled out because serde cannot deny unknown keys
     /// through `flatten`.)
@@ -365,6 +465,47 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             }
         }
     }
+    let mut names = Vec::new();
+    for (i, plugin) in config.plugins.iter().enumerate() {
+        let name = plugin.name();
+        if names.contains(&name) {
+            return Err(loaded.error(
+                &format!("plugins.{i}.name"),
+                format!("a second plugin named \"{name}\": give each a distinct name"),
+            ));
+        }
+        names.push(name);
+        if let Some(mount) = &plugin.mount {
+            mount_path(mount)
+                .map_err(|reason| loaded.error(&format!("plugins.{i}.mount"), reason))?;
+        }
+        let limits = plugin.limits;
+        if limits.timeout.0.is_zero() || limits.timeout.0 > Duration::from_secs(10) {
+            return Err(loaded.error(
+                &format!("plugins.{i}.limits.timeout"),
+                "must be more than 0 and at most 10s",
+            ));
+        }
+        if limits.memory.0 < (1 << 20) || limits.memory.0 > crate::plugin::MAX_PLUGIN_MEMORY {
+            return Err(loaded.error(
+                &format!("plugins.{i}.limits.memory"),
+                "must be between 1MiB and 256MiB",
+            ));
+        }
+    }
+    for (name, source) in &config.sources {
+        if let SourceConfig::Plugin { plugin } = source {
+            if !names.contains(plugin) {
+                return Err(loaded.error(
+                    &format!("sources.{name}.plugin"),
+                    format!(
+                        "no [[plugins]] entry named \"{plugin}\" (defined: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     match &config.default_role {
         Some(role) if !config.roles.contains_key(role) => {
             let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
@@ -421,3 +562,21 @@ impl Config {
     }
 }
 pub use finto::expand_home;
+
+/// A mount as a tree path: `/latest/meta-data/x/` → `meta-data/x`. The
+/// version prefix is optional; every version serves the same tree.
+pub fn mount_path(mount: &str) -> Result<String, String> {
+    let mut segments: Vec<&str> = mount.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .first()
+        .is_some_and(|first| crate::normalise::VERSIONS.contains(first))
+    {
+        segments.remove(0);
+    }
+    match segments.first() {
+        Some(&("meta-data" | "dynamic" | "user-data")) if !segments.contains(&"..") => Ok(segments.join("/")),
+        _ => Err(format!(
+            "\"{mount}\" is not a path under /latest/meta-data, /latest/dynamic or /latest/user-data"
+        )),
+    }
+}

@@ -34,6 +34,9 @@ pub enum Resolved {
     /// a trailing '/', no trailing newline.
     Dir(Bytes),
     NotFound,
+    /// The provider failed (a plugin trapped or ran out of time): 500, which
+    /// IMDS clients retry.
+    Failed,
 }
 
 impl Resolved {

@@ -39,6 +39,16 @@ impl Provider for StaticTree {
     }
 }
 
+impl crate::plugin::Lookup for StaticTree {
+    fn text(&self, path: &str) -> Option<String> {
+        match self.nodes.get(path)? {
+            Node::Leaf { body, .. } | Node::Dir(body) => {
+                Some(String::from_utf8_lossy(body).into_owned())
+            }
+        }
+    }
+}
+
 /// A `[metadata]` key that cannot be placed in the tree.
 #[derive(Debug)]
 pub struct OverrideError {

@@ -1,0 +1,32 @@
+//! A plugin as a credential source (`[sources.X] type = "plugin"`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::Plugin;
+use crate::config::Secret;
+use crate::credentials::{CredentialSource, Credentials, SourceError};
+
+pub struct PluginSource {
+    pub plugin: Arc<Plugin>,
+}
+
+#[async_trait]
+impl CredentialSource for PluginSource {
+    async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
+        let issued = SystemTime::now();
+        let c =
+            self.plugin.credentials().await.map_err(|failure| {
+                SourceError(format!("plugin {}: {failure}", self.plugin.name))
+            })?;
+        Ok(Arc::new(Credentials {
+            access_key_id: c.access_key_id,
+            secret_access_key: Secret::new(c.secret_access_key),
+            session_token: c.session_token.map(Secret::new),
+            expiration: c.expiration.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            issued,
+        }))
+    }
+}

@@ -1,0 +1,75 @@
+//! `/latest/meta-data/network/interfaces`: one `macs/<mac>/` directory per
+//! configured interface. The first is the instance's primary interface and
+//! defaults to the core's facts; see `interface.rs` for every default.
+
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit" });
+
+mod derive;
+mod interface;
+
+use ersatz::plugin::types::{Leaf, Request, Response};
+use exports::ersatz::plugin::provider::Guest;
+use interface::Interface;
+
+fn directory<S: Into<String>>(entries: impl IntoIterator<Item = S>) -> Response {
+    Response::Directory(entries.into_iter().map(Into::into).collect())
+}
+
+fn leaf(text: String) -> Response {
+    Response::Leaf(Leaf {
+        body: text.into_bytes(),
+        content_type: "text/plain".into(),
+    })
+}
+
+fn answer(interfaces: &[Interface], path: &str) -> Response {
+    let parts: Vec<&str> = path.split('/').collect();
+    let (mac, rest) = match parts.as_slice() {
+        [""] => return directory(["macs/"]),
+        ["macs"] => return directory(interfaces.iter().map(|i| format!("{}/", i.mac))),
+        ["macs", mac, rest @ ..] => (*mac, rest),
+        _ => return Response::NotFound,
+    };
+    let Some(interface) = interfaces.iter().find(|i| i.mac == mac) else {
+        return Response::NotFound;
+    };
+    let associations = &interface.ipv4_associations;
+    let found = |value: Option<&String>| value.map_or(Response::NotFound, |v| leaf(v.clone()));
+    match rest {
+        [] => {
+            let mut names: Vec<&str> = interface.leaves.iter().map(|(name, _)| *name).collect();
+            if !associations.is_empty() {
+                names.push("ipv4-associations/");
+            }
+            names.sort();
+            directory(names)
+        }
+        ["ipv4-associations"] if !associations.is_empty() => {
+            directory(associations.iter().map(|(public, _)| public.as_str()))
+        }
+        ["ipv4-associations", ip] => found(
+            associations
+                .iter()
+                .find(|(p, _)| p == ip)
+                .map(|(_, local)| local),
+        ),
+        [name] => found(
+            interface
+                .leaves
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v),
+        ),
+        _ => Response::NotFound,
+    }
+}
+
+struct NetworkInterfaces;
+
+impl Guest for NetworkInterfaces {
+    fn resolve(request: Request) -> Result<Response, String> {
+        Ok(answer(&interface::load()?, &request.path))
+    }
+}
+
+export!(NetworkInterfaces);

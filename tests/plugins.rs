@@ -1,0 +1,483 @@
+//! Plugins: the shipped ones served through the metadata listener and read
+//! by real clients, misbehaving ones contained, a plugin credential source
+//! beside STS, and hot reload under load.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::imds::client::Client as ImdsClient;
+use common::{ersatz, python, run_python, send, wasm, Ersatz, Moto};
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+fn shipped_plugins() -> String {
+    format!(
+        r#"
+[[plugins]]
+mount = "/latest/meta-data/public-keys"
+wasm = "{}"
+config = {{ keys = [{{ name = "alice", openssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@host" }}, {{ name = "bob", openssh = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABBob bob@host" }}] }}
+
+[[plugins]]
+mount = "/latest/meta-data/network/interfaces"
+wasm = "{}"
+config = {{ interfaces = [{{}}, {{ mac = "0e:aa:bb:cc:dd:02", local_ipv4s = ["172.31.16.77"] }}] }}
+
+[[plugins]]
+mount = "/latest/meta-data/block-device-mapping"
+wasm = "{}"
+config = {{ ebs = ["sdb", "sdc"], ephemeral = ["sdd"] }}
+"#,
+        wasm("public_keys").display(),
+        wasm("network_interfaces").display(),
+        wasm("block_device_mapping").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_plugins_serve_through_the_metadata_listener() {
+    let server = Ersatz::with_toml(&shipped_plugins());
+    let get = |path: &'static str| {
+        let server = &server;
+        async move {
+            let reply = server.get(&format!("/latest/meta-data/{path}")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+            reply.text()
+        }
+    };
+    assert_eq!(get("public-keys/").await, "0=alice\n1=bob");
+    assert_eq!(get("public-keys/1/").await, "openssh-key");
+    assert_eq!(
+        get("public-keys/1/openssh-key").await,
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABBob bob@host"
+    );
+
+    // The primary interface is the core's own mac and address.
+    let mac = get("mac").await;
+    let macs = get("network/interfaces/macs/").await;
+    assert_eq!(
+        macs.lines().collect::<Vec<_>>(),
+        vec![format!("{mac}/").as_str(), "0e:aa:bb:cc:dd:02/"]
+    );
+    let primary = |leaf: &str| format!("/latest/meta-data/network/interfaces/macs/{mac}/{leaf}");
+    assert_eq!(
+        server.get(&primary("local-ipv4s")).await.text(),
+        get("local-ipv4").await
+    );
+    assert_eq!(server.get(&primary("device-number")).await.text(), "0");
+    let second =
+        |leaf: &str| format!("/latest/meta-data/network/interfaces/macs/0e:aa:bb:cc:dd:02/{leaf}");
+    assert_eq!(server.get(&second("device-number")).await.text(), "1");
+    assert_eq!(
+        server.get(&second("local-ipv4s")).await.text(),
+        "172.31.16.77"
+    );
+    for leaf in [
+        "device-number",
+        "interface-id",
+        "local-hostname",
+        "local-ipv4s",
+        "mac",
+        "owner-id",
+        "security-group-ids",
+        "security-groups",
+        "subnet-id",
+        "subnet-ipv4-cidr-block",
+        "vpc-id",
+        "vpc-ipv4-cidr-block",
+        "vpc-ipv4-cidr-blocks",
+    ] {
+        for nic in [primary(leaf), second(leaf)] {
+            let reply = server.get(&nic).await;
+            assert_eq!(reply.status, StatusCode::OK, "{nic}");
+            assert!(!reply.body.is_empty(), "{nic}");
+        }
+    }
+
+    assert_eq!(
+        get("block-device-mapping/").await,
+        "ami\nebs1\nebs2\nephemeral0\nroot"
+    );
+    assert_eq!(get("block-device-mapping/ebs2").await, "sdc");
+
+    // The parent listing names each mount once, and the Rust SDK reads leaves.
+    let listing = get("").await;
+    assert_eq!(listing.lines().filter(|l| *l == "public-keys/").count(), 1);
+    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let key = client
+        .get("/latest/meta-data/public-keys/0/openssh-key")
+        .await
+        .unwrap();
+    assert!(key.as_ref().ends_with("alice@host"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_init_sees_the_plugins_keys_and_interfaces() {
+    let server = Ersatz::with_toml(&format!("[imds]\nv1 = \"disabled\"\n{}", shipped_plugins()));
+    let crawl = common::cloud_init_crawl(&server.url);
+    let md = &crawl["meta-data"];
+    assert!(
+        md["public-keys"]["alice"]
+            .to_string()
+            .contains("alice@host"),
+        "{}",
+        md["public-keys"]
+    );
+    assert!(md["public-keys"]["bob"].to_string().contains("bob@host"));
+    let macs = md["network"]["interfaces"]["macs"].as_object().unwrap();
+    assert_eq!(macs.len(), 2, "{macs:?}");
+    assert_eq!(macs["0e:aa:bb:cc:dd:02"]["device-number"], "1");
+}
+
+fn misbehaving(timeout_ms: u64) -> String {
+    format!(
+        "[[plugins]]\nmount = \"/latest/meta-data/misbehave\"\nwasm = \"{}\"\nlimits = {{ timeout = \"{timeout_ms}ms\", memory = \"16MiB\" }}\n",
+        wasm("misbehave").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_loops_and_runaway_allocation_answer_500_and_nothing_else_suffers() {
+    let server = Ersatz::with_toml(&misbehaving(50));
+    let deadline = Duration::from_millis(50);
+    let margin = Duration::from_millis(450);
+    for path in ["trap", "loop", "alloc", "error"] {
+        let started = Instant::now();
+        let reply = server
+            .get(&format!("/latest/meta-data/misbehave/{path}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert!(
+            started.elapsed() < deadline + margin,
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        server.get("/latest/meta-data/misbehave/ok").await.text(),
+        "fine"
+    );
+
+    // 1,000 bad calls, 50 at a time, while other paths are read alongside.
+    let url = server.url.clone();
+    let other_failures = Arc::new(AtomicUsize::new(0));
+    let others_done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (url, failures, done, stop) = (
+            url.clone(),
+            other_failures.clone(),
+            others_done.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let reply = send(&url, Method::GET, "/latest/meta-data/instance-id", &[]).await;
+                if reply.status != StatusCode::OK {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    for batch in 0..20 {
+        let calls: Vec<_> = (0..50)
+            .map(|i| {
+                let url = url.clone();
+                let path = ["trap", "loop", "alloc"][(batch * 50 + i) % 3];
+                tokio::spawn(async move {
+                    send(
+                        &url,
+                        Method::GET,
+                        &format!("/latest/meta-data/misbehave/{path}"),
+                        &[],
+                    )
+                    .await
+                    .status
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    reader.await.unwrap();
+    assert_eq!(other_failures.load(Ordering::SeqCst), 0);
+    assert!(
+        others_done.load(Ordering::SeqCst) > 20,
+        "other paths were served meanwhile"
+    );
+    assert_eq!(
+        server.get("/latest/meta-data/misbehave/ok").await.text(),
+        "fine",
+        "still up after 1,000 failures"
+    );
+    let logs = server.stderr();
+    assert!(
+        logs.contains("plugin call failed") && logs.contains("misbehave"),
+        "failures are logged by plugin name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_credential_source_and_sts_back_two_role_paths_in_one_run() {
+    let moto = Moto::start();
+    let server = Ersatz::with_toml(&format!(
+        r#"
+default_role = "plugged"
+
+[[plugins]]
+name = "vault"
+wasm = "{}"
+config = {{ access_key_id = "AKIAFROMPLUGIN000001", secret_access_key = "pluginSecret", session_token = "pluginToken", lifetime_seconds = 3600 }}
+
+[sources.vault]
+type = "plugin"
+plugin = "vault"
+
+[sources.caller]
+type = "static"
+access_key_id = "AKIACALLEREXAMPLE001"
+secret_access_key = "s"
+
+[roles.plugged]
+source = "vault"
+
+[roles.sts]
+arn = "arn:aws:iam::123456789012:role/sts"
+source = "caller"
+sts_endpoint = "{}"
+"#,
+        wasm("static_creds").display(),
+        moto.url
+    ));
+    let ecs = common::send(&server.admin_url, Method::GET, "/ecs", &[])
+        .await
+        .json();
+    // One Python process: IMDS serves the plugin's role, the container
+    // endpoint the STS role.
+    let script = "import boto3, json, os, sys\n\
+        imds = boto3.Session(region_name='us-east-1').get_credentials()\n\
+        os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'] = sys.argv[1]\n\
+        os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN'] = sys.argv[2]\n\
+        os.environ['AWS_EC2_METADATA_DISABLED'] = 'true'\n\
+        s = boto3.Session(region_name='us-east-1')\n\
+        arn = s.client('sts', endpoint_url=sys.argv[3]).get_caller_identity()['Arn']\n\
+        print(json.dumps({'imds_key': imds.access_key, 'imds_method': imds.method, 'ecs_method': s.get_credentials().method, 'arn': arn}))";
+    let out = run_python(
+        &python(),
+        &[
+            "-c",
+            script,
+            ecs["urls"]["sts"][0].as_str().unwrap(),
+            ecs["token"].as_str().unwrap(),
+            &moto.url,
+        ],
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)],
+    );
+    let got: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(got["imds_key"], "AKIAFROMPLUGIN000001");
+    assert_eq!(got["imds_method"], "iam-role");
+    assert_eq!(got["ecs_method"], "container-role");
+    assert_eq!(
+        got["arn"],
+        "arn:aws:sts::123456789012:assumed-role/sts/ersatz-sts"
+    );
+}
+
+fn versioned(version: &str) -> String {
+    format!(
+        "[[plugins]]\nmount = \"/latest/meta-data/probe\"\nwasm = \"{}\"\nconfig = {{ version = \"{version}\" }}\n",
+        wasm("echo_version").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_load_fails_no_request() {
+    let server = Ersatz::with_toml(&versioned("1"));
+    let config = server.dir.path().join("ersatz.toml");
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, failures, seen, stop) = (
+                server.url.clone(),
+                failures.clone(),
+                seen.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut requests = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let reply =
+                        send(&url, Method::GET, "/latest/meta-data/probe/version", &[]).await;
+                    if reply.status == StatusCode::OK {
+                        seen.lock().unwrap().insert(reply.text());
+                    } else {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                    requests += 1;
+                }
+                requests
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let version = if round % 2 == 0 { "2" } else { "1" };
+        std::fs::write(&config, versioned(version)).unwrap();
+        if round % 4 == 3 {
+            let _ = std::process::Command::new("kill")
+                .args(["-HUP", &server.pid().to_string()])
+                .status();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        } else {
+            let reply = send(&server.admin_url, Method::POST, "/reload", &[]).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A broken configuration is refused, and the last good one keeps serving.
+    std::fs::write(
+        &config,
+        "[[plugins]]\nmount = \"/latest/meta-data/probe\"\nwasm = \"/nonexistent.wasm\"\n",
+    )
+    .unwrap();
+    let refused = send(&server.admin_url, Method::POST, "/reload", &[]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.text().contains("nonexistent.wasm"),
+        "{}",
+        refused.text()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut requests = 0;
+    for task in load {
+        requests += task.await.unwrap();
+    }
+    assert!(requests > 100, "{requests} requests under load");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "no request failed across reloads"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["1".to_string(), "2".to_string()].into(),
+        "both versions served"
+    );
+    assert_eq!(
+        server.get("/latest/meta-data/probe/version").await.text(),
+        "1"
+    );
+}
+
+#[test]
+fn compiled_plugins_are_cached_across_restarts() {
+    let state = tempfile::tempdir().unwrap();
+    let start = || {
+        Ersatz::builder()
+            .env("ERSATZ_SERVER__STATE_DIR", state.path().to_str().unwrap())
+            .config("ersatz.toml", &versioned("1"))
+            .start()
+    };
+    drop(start());
+    let cached: Vec<_> = std::fs::read_dir(state.path().join("plugins"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled component cached");
+    let again = start();
+    assert!(again.stderr().contains("plugin loaded"));
+    assert_eq!(
+        std::fs::read_dir(state.path().join("plugins"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let core_module = dir.path().join("core.wasm");
+    // A core module (no component): magic, version 1.
+    std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
+    for (plugin, key, reason) in [
+        (
+            format!(
+                "wasm = \"{}/missing.wasm\"\nmount = \"/latest/meta-data/x\"",
+                dir.path().display()
+            ),
+            "plugins.0.wasm",
+            "missing.wasm",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"",
+                not_wasm.display()
+            ),
+            "plugins.0.wasm",
+            "not WebAssembly",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"",
+                core_module.display()
+            ),
+            "plugins.0.wasm",
+            "not a WebAssembly component",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/elsewhere\"",
+                wasm("echo_version").display()
+            ),
+            "plugins.0.mount",
+            "not a path under",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nlimits = {{ memory = \"lots\" }}",
+                wasm("echo_version").display()
+            ),
+            "plugins.0.limits.memory",
+            "not a size",
+        ),
+    ] {
+        let path = dir.path().join("ersatz.toml");
+        std::fs::write(&path, format!("[[plugins]]\n{plugin}\n")).unwrap();
+        let output = ersatz(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{plugin}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{key}`")) && stderr.contains(reason),
+            "{key}: {stderr}"
+        );
+    }
+    // A metadata plugin cannot back a role.
+    let path = dir.path().join("ersatz.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[plugins]]\nname = \"p\"\nwasm = \"{}\"\n[sources.s]\ntype = \"plugin\"\nplugin = \"p\"\n[roles.r]\nsource = \"s\"\n",
+            wasm("echo_version").display()
+        ),
+    )
+    .unwrap();
+    let output = ersatz(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exports no credential-source"));
+}

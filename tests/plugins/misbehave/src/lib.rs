@@ -1,0 +1,46 @@
+//! Misbehaves on request, so the tests can check that the host contains it:
+//! each path below the mount is one way for a plugin to go wrong.
+
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit" });
+
+use std::hint::black_box;
+
+use ersatz::plugin::types::{Leaf, Request, Response};
+use exports::ersatz::plugin::provider::Guest;
+
+struct Misbehave;
+
+impl Guest for Misbehave {
+    fn resolve(request: Request) -> Result<Response, String> {
+        match request.path.as_str() {
+            "" => Ok(Response::Directory(
+                ["alloc", "error", "loop", "ok", "trap"]
+                    .map(String::from)
+                    .into(),
+            )),
+            // A panic aborts, which is a trap on wasm.
+            "trap" => panic!("asked to trap"),
+            // black_box keeps the optimiser from proving the loop idle.
+            "loop" => loop {
+                black_box(());
+            },
+            "alloc" => {
+                let mut hoard = Vec::new();
+                loop {
+                    // Non-zero bytes, so every page is really written; the
+                    // hoard escapes through black_box, so none is elided.
+                    hoard.push(vec![0xa5u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "error" => Err("asked to fail".into()),
+            "ok" => Ok(Response::Leaf(Leaf {
+                body: b"fine".to_vec(),
+                content_type: "text/plain".into(),
+            })),
+            _ => Ok(Response::NotFound),
+        }
+    }
+}
+
+export!(Misbehave);
