@@ -655,7 +655,10 @@ fn credential_config_mistakes_name_the_key() {
         let output = ersatz(&["config", "check", "--config", path.to_str().unwrap()], &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{contents}: {stderr}");
-        assert!(stderr.contains(&format!("`{key}`")) && stderr.contains(reason), "{key}: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()) && stderr.contains(&format!("`{key}`")) && stderr.contains(reason),
+            "names the file, {key} and why: {stderr}"
+        );
     }
 }
 

@@ -437,6 +437,14 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
         ),
         (
             format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"",
+                wasm("future_version").display()
+            ),
+            "plugins.0.wasm",
+            "built against ersatz:plugin@0.2.0",
+        ),
+        (
+            format!(
                 "wasm = \"{}\"\nmount = \"/elsewhere\"",
                 wasm("echo_version").display()
             ),
@@ -461,8 +469,10 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{plugin}: {stderr}");
         assert!(
-            stderr.contains(&format!("`{key}`")) && stderr.contains(reason),
-            "{key}: {stderr}"
+            stderr.contains(path.to_str().unwrap())
+                && stderr.contains(&format!("`{key}`"))
+                && stderr.contains(reason),
+            "names the file, {key} and why: {stderr}"
         );
     }
     // A metadata plugin cannot back a role.

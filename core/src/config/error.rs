@@ -48,8 +48,13 @@ impl ConfigError {
     pub fn at(figment: &Figment, key: &str, reason: impl Into<String>) -> Self {
         let lookup = key.replace('"', "");
         let segments: Vec<&str> = lookup.split('.').collect();
+        // Figment finds tables, not array items (`plugins.0.wasm`): fall back
+        // to the nearest enclosing key it knows.
+        let metadata = (1..=segments.len())
+            .rev()
+            .find_map(|n| figment.find_metadata(&segments[..n].join(".")));
         Self {
-            origin: origin(figment.find_metadata(&lookup), &segments),
+            origin: origin(metadata, &segments),
             key: key.to_owned(),
             reason: reason.into(),
         }

@@ -152,7 +152,8 @@ impl Plugin {
                 spec.wasm.display()
             )
         })?;
-        let credential = check_contract(&engine.engine, &component)?;
+        let credential = check_contract(&engine.engine, &component)
+            .map_err(|reason| format!("{}: {reason}", spec.wasm.display()))?;
 
         let mut linker = Linker::<State>::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
