@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,8 @@ fn main() {
     let seconds: u64 = env_or("ERSATZ_BENCH_SECONDS", 5);
     let connections: u64 = env_or("ERSATZ_BENCH_CONNECTIONS", 64);
 
-    let (ersatz, startup) = Server::ersatz();
+    let plugin = plugin_config();
+    let (ersatz, startup) = Server::ersatz(plugin.as_ref().map(|(config, _)| config.as_path()));
     let token = http(
         ersatz.addr,
         "PUT",
@@ -51,7 +53,7 @@ fn main() {
     );
     let credentials_path = format!("/latest/meta-data/iam/security-credentials/{role}");
 
-    let scenarios: Vec<Scenario> = vec![
+    let mut scenarios: Vec<Scenario> = vec![
         Scenario::get("static v1 GET", "/latest/meta-data/instance-id", None),
         Scenario::get("v2 GET with token", "/latest/meta-data/instance-id", Some(&token_header)),
         Scenario::get("cached credentials GET", &credentials_path, None),
@@ -63,6 +65,13 @@ fn main() {
         },
     ];
 
+    if plugin.is_some() {
+        scenarios.push(Scenario::get(
+            "plugin GET",
+            "/latest/meta-data/public-keys/0/openssh-key",
+            None,
+        ));
+    }
     println!(
         "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -90,7 +99,12 @@ fn main() {
             ours.p99
         );
     }
-    println!("{:<24} {:>12}", "plugin GET", "n/a (no plugin host yet)");
+    if plugin.is_none() {
+        println!(
+            "{:<24} {:>12}",
+            "plugin GET", "n/a: build plugins/ for wasm32-wasip2 first (tests/run.sh does)"
+        );
+    }
     println!(
         "start-up to first answer: {:.1} ms",
         startup.as_secs_f64() * 1000.0
@@ -140,12 +154,19 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// ersatz on its embedded defaults, and the time to its first answer.
-    fn ersatz() -> (Self, Duration) {
+    /// ersatz on its embedded defaults (plus `config`), and the time to its
+    /// first answer.
+    fn ersatz(config: Option<&Path>) -> (Self, Duration) {
         let state = std::env::temp_dir().join(format!("ersatz-bench-{}", std::process::id()));
         let started = Instant::now();
-        let mut child = Command::new(ERSATZ)
-            .args(["serve", "--port", "0", "--admin-addr", "127.0.0.1:0"])
+        let mut command = Command::new(ERSATZ);
+        if let Some(config) = config {
+            command.arg("serve").arg("--config").arg(config);
+        } else {
+            command.arg("serve");
+        }
+        let mut child = command
+            .args(["--port", "0", "--admin-addr", "127.0.0.1:0"])
             .env("ERSATZ_SERVER__STATE_DIR", &state)
             .env("ERSATZ_LOG", "warn")
             .stdout(Stdio::piped())
@@ -286,6 +307,27 @@ fn rss_mib(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A config mounting the shipped public-keys plugin, if it has been built;
+/// the temporary directory holding it lives as long as the returned value.
+fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release/public_keys.wasm");
+    if !wasm.is_file() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[plugins]]\nmount = \"/latest/meta-data/public-keys\"\nwasm = \"{}\"\nconfig = {{ keys = [{{ name = \"bench\", openssh = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host\" }}] }}\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    Some((config, dir))
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
