@@ -68,6 +68,13 @@ enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Trigger or clear lifecycle events on a running server.
+    Event {
+        #[command(subcommand)]
+        command: EventCommand,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Run a command with container credentials for a role, served on a free
     /// loopback port for as long as it runs; exits with its exit code.
     Exec {
@@ -87,6 +94,51 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum EventCommand {
+    /// A spot interruption notice now, for the action IN later.
+    Spot {
+        /// When the action happens (default 2m, as AWS warns).
+        #[arg(long = "in")]
+        within: Option<String>,
+        /// terminate (default), stop or hibernate.
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// A rebalance recommendation, IN from now (default now).
+    Rebalance {
+        #[arg(long = "in")]
+        within: Option<String>,
+    },
+    /// A scheduled maintenance event, due IN from now (default 1h).
+    Maintenance {
+        /// instance-reboot, system-reboot, system-maintenance, instance-retirement or instance-stop.
+        #[arg(long)]
+        code: String,
+        #[arg(long = "in")]
+        within: Option<String>,
+        /// How long the window lasts (default 2h).
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// active (default), completed or canceled.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// The Auto Scaling target lifecycle state becomes STATE, IN from now.
+    Autoscaling {
+        #[arg(long)]
+        state: String,
+        #[arg(long = "in")]
+        within: Option<String>,
+    },
+    /// Remove every event.
+    Clear,
+    /// Print the event timeline.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -157,7 +209,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Exec { .. } | Command::Role { .. } | Command::Bootstrap { .. }
+        Command::Exec { .. }
+            | Command::Role { .. }
+            | Command::Bootstrap { .. }
+            | Command::Event { .. }
     );
     let level = cli
         .log_level
@@ -226,6 +281,50 @@ pub fn main() -> ExitCode {
                     Ok(())
                 }
             }
+        }),
+        Command::Event { command, admin } => remote(&admin, |client| async move {
+            let mut body = serde_json::Map::new();
+            let mut set = |key: &str, value: Option<String>| {
+                if let Some(value) = value {
+                    body.insert(key.to_owned(), value.into());
+                }
+            };
+            let (method, path) = match command {
+                EventCommand::Spot { within, action } => {
+                    set("in", within);
+                    set("action", action);
+                    (Method::POST, "/events/spot")
+                }
+                EventCommand::Rebalance { within } => {
+                    set("in", within);
+                    (Method::POST, "/events/rebalance")
+                }
+                EventCommand::Maintenance {
+                    code,
+                    within,
+                    duration,
+                    description,
+                    state,
+                } => {
+                    set("code", Some(code));
+                    set("in", within);
+                    set("duration", duration);
+                    set("description", description);
+                    set("state", state);
+                    (Method::POST, "/events/maintenance")
+                }
+                EventCommand::Autoscaling { state, within } => {
+                    set("state", Some(state));
+                    set("in", within);
+                    (Method::POST, "/events/autoscaling")
+                }
+                EventCommand::Clear => (Method::DELETE, "/events"),
+                EventCommand::Show => (Method::GET, "/events"),
+            };
+            let body =
+                (method == Method::POST).then(|| serde_json::Value::Object(body).to_string());
+            print!("{}", expect_ok(client.call(method, path, body).await?)?);
+            Ok(())
         }),
         Command::Bootstrap {
             admin,

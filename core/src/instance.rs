@@ -33,6 +33,14 @@ pub struct InstanceConfig {
     pub vpc_id: Option<String>,
     pub vpc_cidr: Option<String>,
     pub pending_time: Option<String>,
+    /// User data, exactly these bytes (UTF-8 text); or `user_data_file`.
+    pub user_data: Option<String>,
+    /// A file whose bytes are the user data (binary and gzip safe).
+    pub user_data_file: Option<std::path::PathBuf>,
+    /// Instance tags (`Name = "web-1"`), served under `tags/instance/` when
+    /// `tags_in_metadata` is set, as on EC2.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    pub tags_in_metadata: Option<bool>,
 }
 
 /// The resolved, self-consistent facts.
@@ -65,6 +73,10 @@ pub struct Instance {
     pub vpc_id: String,
     pub vpc_cidr: String,
     pub pending_time: String,
+    pub user_data: Option<Vec<u8>>,
+    /// Served under `tags/instance/` only when `tags_in_metadata`.
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub tags_in_metadata: bool,
 }
 
 /// A bad fact: the key under `instance.` and the reason.
@@ -181,10 +193,48 @@ impl Instance {
                 .pending_time
                 .clone()
                 .unwrap_or_else(|| "2026-01-01T00:00:00Z".into()),
+            user_data: user_data(c)?,
+            tags: checked_tags(c)?,
+            tags_in_metadata: c.tags_in_metadata.unwrap_or(false),
             region,
             availability_zone,
         })
     }
+}
+
+fn user_data(c: &InstanceConfig) -> Result<Option<Vec<u8>>, FactError> {
+    match (&c.user_data, &c.user_data_file) {
+        (Some(_), Some(_)) => Err(bad(
+            "user_data_file",
+            "set user_data or user_data_file, not both",
+        )),
+        (Some(text), None) => Ok(Some(text.as_bytes().to_vec())),
+        (None, Some(file)) => std::fs::read(file).map(Some).map_err(|e| {
+            bad(
+                "user_data_file",
+                format!("cannot read {}: {e}", file.display()),
+            )
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// EC2 refuses tag keys with `/` in metadata (they would be paths), and
+/// empty ones.
+fn checked_tags(
+    c: &InstanceConfig,
+) -> Result<std::collections::BTreeMap<String, String>, FactError> {
+    let tags = c.tags.clone().unwrap_or_default();
+    if let Some(key) = tags
+        .keys()
+        .find(|k| k.is_empty() || k.contains('/') || k == &"." || k == &"..")
+    {
+        return Err(bad(
+            "tags",
+            format!("tag key {key:?} cannot be a metadata path segment"),
+        ));
+    }
+    Ok(tags)
 }
 
 fn region_and_zone(c: &InstanceConfig) -> Result<(String, String), FactError> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,6 +24,9 @@ use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::listener::{self, Handler};
 use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
+use crate::provider::events::{
+    Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
+};
 use crate::provider::iam::{self, IamProvider};
 use crate::provider::static_tree::{instance_tree, StaticTree};
 use crate::provider::Provider;
@@ -37,6 +40,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct App {
     pub imds: Arc<Imds>,
     pub roles: Arc<Roles>,
+    pub events: Arc<Events>,
     plugin_engine: std::sync::Mutex<Option<Arc<PluginEngine>>>,
     ecs_token: Arc<str>,
 }
@@ -47,11 +51,12 @@ struct Sources {
     bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
 }
 
-/// What serves metadata: rebuilt as a whole on reload.
+/// What serves metadata: rebuilt as a whole on reload (events carry over).
 struct Metadata {
     tree: Arc<StaticTree>,
     instance: Instance,
     plugins: Vec<(Option<String>, Arc<Plugin>)>,
+    events: Arc<Events>,
 }
 
 impl App {
@@ -68,7 +73,13 @@ impl App {
         } else {
             Some(Arc::new(plugin_engine(loaded)?))
         };
-        let metadata = build_metadata(loaded, plugin_engine.as_deref())?;
+        let spot_instance = config.instance.life_cycle.as_deref() == Some("spot");
+        let events = Arc::new(Events::from_config(
+            &config.events,
+            spot_instance,
+            SystemTime::now(),
+        ));
+        let metadata = build_metadata(loaded, plugin_engine.as_deref(), &events)?;
         for (name, source) in &config.sources {
             if let SourceConfig::Plugin { plugin } = source {
                 let found = metadata.plugins.iter().find(|(_, p)| &p.name == plugin);
@@ -118,12 +129,14 @@ impl App {
         let admin = Admin::new(
             roles.clone(),
             sources.bootstraps,
+            events.clone(),
             ecs,
             &config.server.admin_token,
         );
         let app = Self {
             imds: Arc::new(imds),
             roles,
+            events,
             plugin_engine: std::sync::Mutex::new(plugin_engine),
             ecs_token,
         };
@@ -145,7 +158,7 @@ impl App {
             *self.plugin_engine.lock().expect("engine lock") = Some(engine.clone());
             Some(engine)
         };
-        let metadata = build_metadata(loaded, engine.as_deref())?;
+        let metadata = build_metadata(loaded, engine.as_deref(), &self.events)?;
         build_imds(loaded, metadata, self.roles.clone(), self.ecs_token.clone()).await
     }
 }
@@ -213,12 +226,22 @@ fn plugin_engine(loaded: &Loaded) -> Result<PluginEngine, ConfigError> {
 
 /// The instance tree, with every mount listed, and the plugins loaded
 /// against it (their `host.lookup` reads it).
-fn build_metadata(loaded: &Loaded, engine: Option<&PluginEngine>) -> Result<Metadata, ConfigError> {
+fn build_metadata(
+    loaded: &Loaded,
+    engine: Option<&PluginEngine>,
+    events: &Arc<Events>,
+) -> Result<Metadata, ConfigError> {
     let config = &loaded.config;
-    let instance =
+    let mut instance =
         Instance::resolve(&config.instance).map_err(|e| loaded.error(&e.key, e.reason))?;
+    if config.events.spot.is_some() {
+        instance.life_cycle = "spot".into();
+    }
     let mut tree = instance_tree(&instance);
     tree.mount(iam::MOUNT);
+    for (mount, _) in event_views(events) {
+        tree.mount(mount);
+    }
     let mut mounts = Vec::new();
     for (i, plugin) in config.plugins.iter().enumerate() {
         let mount = match &plugin.mount {
@@ -259,7 +282,21 @@ fn build_metadata(loaded: &Loaded, engine: Option<&PluginEngine>) -> Result<Meta
         tree,
         instance,
         plugins,
+        events: events.clone(),
     })
+}
+
+/// The event mounts this instance has: `events/` always, `spot/` and
+/// `autoscaling/` when it is a spot instance or in an Auto Scaling group.
+fn event_views(events: &Events) -> Vec<(&'static str, View)> {
+    let mut views = vec![(EVENTS_MOUNT, View::Events)];
+    if events.spot_enabled {
+        views.push((SPOT_MOUNT, View::Spot));
+    }
+    if events.autoscaling_enabled {
+        views.push((AUTOSCALING_MOUNT, View::Autoscaling));
+    }
+    views
 }
 
 async fn build_imds(
@@ -274,6 +311,13 @@ async fn build_imds(
         (String::new(), metadata.tree.clone()),
         (iam::MOUNT.to_owned(), iam),
     ];
+    for (mount, view) in event_views(&metadata.events) {
+        let provider = EventsProvider {
+            events: metadata.events.clone(),
+            view,
+        };
+        mounts.push((mount.to_owned(), Arc::new(provider)));
+    }
     for (mount, plugin) in metadata.plugins {
         if let Some(mount) = mount {
             mounts.push((mount, Arc::new(WasmProvider { plugin })));

@@ -224,6 +224,17 @@ impl Reply {
 /// One HTTP/1.1 request with the path sent exactly as given (no client-side
 /// normalisation), so tests can send `//` and odd paths.
 pub async fn send(base: &str, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send_body(base, method, path, headers, "").await
+}
+
+/// The same, with a body (admin API calls).
+pub async fn send_body(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let authority = base.trim_start_matches("http://");
     let stream = tokio::net::TcpStream::connect(authority)
         .await
@@ -240,7 +251,11 @@ pub async fn send(base: &str, method: Method, path: &str, headers: &[(&str, &str
         request = request.header(*name, *value);
     }
     let response = sender
-        .send_request(request.body(Full::new(Bytes::new())).unwrap())
+        .send_request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
         .await
         .expect("response");
     let status = response.status();

@@ -9,8 +9,10 @@
 //! | `GET`/`PUT /roles…` | finto's role API ([`roles`]) |
 //! | `GET /ecs` | the container-credentials URLs and their token |
 //! | `POST /reload` | re-read the configuration and plugins (as SIGHUP) |
+//! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events ([`events`]) |
 
 mod bootstrap;
+mod events;
 pub mod roles;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use crate::config::Secret;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
 use crate::listener::Handler;
+use crate::provider::events::Events;
 use crate::server::Reloader;
 use roles::RoleApi;
 
@@ -38,6 +41,7 @@ pub struct Admin {
     roles: Arc<Roles>,
     role_api: RoleApi,
     bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
+    events: Arc<Events>,
     ecs: EcsInfo,
     /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
     token_digest: Option<[u8; 32]>,
@@ -55,6 +59,7 @@ impl Admin {
     pub fn new(
         roles: Arc<Roles>,
         bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
+        events: Arc<Events>,
         ecs: EcsInfo,
         token: &Secret,
     ) -> Self {
@@ -64,6 +69,7 @@ impl Admin {
             role_api: RoleApi::new(roles.clone()),
             roles,
             bootstraps,
+            events,
             ecs,
             token_digest,
             reloader: None,
@@ -159,6 +165,16 @@ impl Handler for Admin {
                 None => json_error(StatusCode::NOT_FOUND, "reload is not available here"),
             },
             (_, "/reload") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+            (method, path) if path == "/events" || path.starts_with("/events/") => {
+                let kind = path
+                    .trim_start_matches("/events")
+                    .trim_start_matches('/')
+                    .to_owned();
+                match read_body(request).await {
+                    Ok(body) => events::handle(&self.events, &method, &kind, &body),
+                    Err(response) => response,
+                }
+            }
             (Method::GET, "/ecs") => json(
                 StatusCode::OK,
                 &serde_json::json!({

@@ -37,6 +37,7 @@ const SECTIONS: &[&str] = &[
     "default_role",
     "credentials",
     "plugins",
+    "events",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -63,7 +64,117 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    #[serde(default)]
+    pub events: EventsConfig,
 }
+
+/// `[events]`: lifecycle events on timelines counted from start-up (`after`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub spot: Option<SpotConfig>,
+    pub rebalance: Option<RebalanceConfig>,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceConfig>,
+    pub autoscaling: Option<AutoscalingConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotAction {
+    Terminate,
+    Stop,
+    Hibernate,
+}
+
+/// A spot interruption notice, `after` start-up, for an action `warning`
+/// later (AWS gives two minutes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpotConfig {
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+    #[serde(default = "terminate")]
+    pub action: SpotAction,
+    #[serde(default = "two_minutes")]
+    pub warning: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+}
+
+/// A scheduled maintenance event, listed from `after`, due `not_before`
+/// after start-up, lasting `duration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub code: String,
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+    pub not_before: HumanDuration,
+    #[serde(default = "two_hours")]
+    pub duration: HumanDuration,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `active`, or `completed`/`canceled` (then under `history`).
+    #[serde(default = "active")]
+    pub state: String,
+}
+
+/// `autoscaling/target-lifecycle-state`: `state`, then `target` from `after`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingConfig {
+    #[serde(default = "in_service")]
+    pub state: String,
+    #[serde(default = "terminated")]
+    pub target: String,
+    pub after: HumanDuration,
+}
+
+fn zero() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
+fn two_minutes() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+fn two_hours() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7200))
+}
+fn terminate() -> SpotAction {
+    SpotAction::Terminate
+}
+fn active() -> String {
+    "active".into()
+}
+fn in_service() -> String {
+    "InService".into()
+}
+fn terminated() -> String {
+    "Terminated".into()
+}
+
+/// The maintenance event codes EC2 uses.
+pub const MAINTENANCE_CODES: &[&str] = &[
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+    "instance-retirement",
+    "instance-stop",
+];
+/// The states `autoscaling/target-lifecycle-state` takes.
+pub const LIFECYCLE_STATES: &[&str] = &[
+    "InService",
+    "Terminated",
+    "Warmed:Stopped",
+    "Warmed:Running",
+    "Warmed:Hibernated",
+    "Warmed:Terminated",
+];
 
 /// `[[plugins]]`: a WebAssembly component, mounted at a path and/or used as
 /// a credential source.
@@ -464,6 +575,49 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 next = caller;
             }
         }
+    }
+    for (i, event) in config.events.maintenance.iter().enumerate() {
+        if !MAINTENANCE_CODES.contains(&event.code.as_str()) {
+            return Err(loaded.error(
+                &format!("events.maintenance.{i}.code"),
+                format!(
+                    "\"{}\" is not one of {}",
+                    event.code,
+                    MAINTENANCE_CODES.join(", ")
+                ),
+            ));
+        }
+        if !["active", "completed", "canceled"].contains(&event.state.as_str()) {
+            return Err(loaded.error(
+                &format!("events.maintenance.{i}.state"),
+                "must be active, completed or canceled",
+            ));
+        }
+    }
+    if let Some(autoscaling) = &config.events.autoscaling {
+        for (key, state) in [
+            ("state", &autoscaling.state),
+            ("target", &autoscaling.target),
+        ] {
+            if !LIFECYCLE_STATES.contains(&state.as_str()) {
+                return Err(loaded.error(
+                    &format!("events.autoscaling.{key}"),
+                    format!("\"{state}\" is not one of {}", LIFECYCLE_STATES.join(", ")),
+                ));
+            }
+        }
+    }
+    if config.events.spot.is_some()
+        && config
+            .instance
+            .life_cycle
+            .as_deref()
+            .is_some_and(|l| l != "spot")
+    {
+        return Err(loaded.error(
+            "events.spot",
+            "spot notices need instance.life_cycle = \"spot\" (or leave it unset)",
+        ));
     }
     let mut names = Vec::new();
     for (i, plugin) in config.plugins.iter().enumerate() {

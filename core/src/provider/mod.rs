@@ -1,6 +1,7 @@
 //! Providers answer paths under their mount. Built-ins and (later) WASM
 //! plugins implement the same trait; the router knows nothing else.
 
+pub mod events;
 pub mod iam;
 pub mod static_tree;
 

@@ -266,6 +266,14 @@ pub fn instance_tree(instance: &Instance) -> TreeBuilder {
         .shown_as(md("public-keys/0"), "0=ersatz-key");
 
     tree.leaf("dynamic/instance-identity/document", identity_document(i));
+    if let Some(user_data) = &i.user_data {
+        tree.binary_leaf("user-data", user_data.clone());
+    }
+    if i.tags_in_metadata {
+        for (key, value) in &i.tags {
+            tree.leaf(md(&format!("tags/instance/{key}")), value.clone());
+        }
+    }
     tree
 }
 

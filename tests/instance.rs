@@ -1,0 +1,454 @@
+//! A realistic instance: lifecycle events before, at and after their time
+//! and triggered at run time, user data and tags.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{ersatz, Ersatz};
+use http::{Method, StatusCode};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+fn iso(text: &str) -> SystemTime {
+    let at = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    UNIX_EPOCH + Duration::from_secs(at.unix_timestamp() as u64)
+}
+
+/// `21 Jan 2019 09:00:43 GMT`
+fn aws_date(text: &str) -> SystemTime {
+    let format = time::macros::format_description!(
+        "[day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at =
+        time::PrimitiveDateTime::parse(text, format).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    UNIX_EPOCH + Duration::from_secs(at.assume_utc().unix_timestamp() as u64)
+}
+
+fn near(a: SystemTime, b: SystemTime, slack: Duration) -> bool {
+    a.duration_since(b).unwrap_or_else(|e| e.duration()) <= slack
+}
+
+async fn admin(server: &Ersatz, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let reply = common::send_body(&server.admin_url, method, path, &[], body).await;
+    let value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status, value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spot_notice_before_at_and_after_its_time() {
+    let started = SystemTime::now();
+    let server =
+        Ersatz::with_toml("[events.spot]\nafter = \"1s\"\naction = \"stop\"\nwarning = \"1m\"\n");
+    assert_eq!(
+        server
+            .get("/latest/meta-data/instance-life-cycle")
+            .await
+            .text(),
+        "spot"
+    );
+    assert!(server
+        .get("/latest/meta-data/")
+        .await
+        .text()
+        .lines()
+        .any(|l| l == "spot/"));
+    // Before: no notice.
+    assert_eq!(
+        server
+            .get("/latest/meta-data/spot/instance-action")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(server.get("/latest/meta-data/spot/").await.text(), "");
+    // At and after: the notice, for an action a minute later; no
+    // termination-time for a stop.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let notice = server
+        .get("/latest/meta-data/spot/instance-action")
+        .await
+        .json();
+    assert_eq!(notice["action"], "stop");
+    assert!(near(
+        iso(notice["time"].as_str().unwrap()),
+        started + Duration::from_secs(61),
+        Duration::from_secs(3)
+    ));
+    assert_eq!(
+        server.get("/latest/meta-data/spot/").await.text(),
+        "instance-action"
+    );
+    assert_eq!(
+        server
+            .get("/latest/meta-data/spot/termination-time")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // At run time: a termination in 30 s, then cleared.
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        "/events/spot",
+        r#"{"action":"terminate","in":"30s"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let notice = server
+        .get("/latest/meta-data/spot/instance-action")
+        .await
+        .json();
+    assert_eq!(notice["action"], "terminate");
+    let termination = server
+        .get("/latest/meta-data/spot/termination-time")
+        .await
+        .text();
+    assert_eq!(notice["time"], termination.as_str());
+    assert!(near(
+        iso(&termination),
+        SystemTime::now() + Duration::from_secs(30),
+        Duration::from_secs(3)
+    ));
+    let (status, _) = admin(&server, Method::DELETE, "/events", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .get("/latest/meta-data/spot/instance-action")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The CLI does the same.
+    let out = ersatz(
+        &["event", "spot", "--in", "2m", "--action", "hibernate"],
+        &[("ERSATZ_ADMIN_URL", &server.admin_url)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server
+            .get("/latest/meta-data/spot/instance-action")
+            .await
+            .json()["action"],
+        "hibernate"
+    );
+    assert!(ersatz(
+        &["event", "clear"],
+        &[("ERSATZ_ADMIN_URL", &server.admin_url)]
+    )
+    .status
+    .success());
+    assert_eq!(
+        server
+            .get("/latest/meta-data/spot/instance-action")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_demand_instances_have_no_spot_path() {
+    let server = Ersatz::start();
+    assert_eq!(
+        server
+            .get("/latest/meta-data/instance-life-cycle")
+            .await
+            .text(),
+        "on-demand"
+    );
+    assert!(!server
+        .get("/latest/meta-data/")
+        .await
+        .text()
+        .contains("spot/"));
+    let (status, body) = admin(&server, Method::POST, "/events/spot", "{}").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebalance_recommendation_on_its_timeline_and_on_demand() {
+    let server = Ersatz::with_toml("[events.rebalance]\nafter = \"1s\"\n");
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/recommendations/rebalance")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/recommendations/")
+            .await
+            .text(),
+        ""
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/recommendations/")
+            .await
+            .text(),
+        "rebalance"
+    );
+    let notice = server
+        .get("/latest/meta-data/events/recommendations/rebalance")
+        .await
+        .json();
+    assert!(near(
+        iso(notice["noticeTime"].as_str().unwrap()),
+        SystemTime::now(),
+        Duration::from_secs(3)
+    ));
+
+    let (status, _) = admin(&server, Method::DELETE, "/events", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/recommendations/rebalance")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let out = ersatz(
+        &["event", "rebalance"],
+        &[("ERSATZ_ADMIN_URL", &server.admin_url)],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/recommendations/rebalance")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_maintenance_lists_events_in_aws_shape() {
+    let server = Ersatz::with_toml(
+        r#"
+[[events.maintenance]]
+code = "system-reboot"
+after = "1s"
+not_before = "2h"
+duration = "30m"
+
+[[events.maintenance]]
+code = "instance-stop"
+not_before = "1h"
+state = "completed"
+"#,
+    );
+    let started = SystemTime::now();
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/maintenance/")
+            .await
+            .text(),
+        "history\nscheduled"
+    );
+    assert_eq!(
+        server
+            .get("/latest/meta-data/events/maintenance/scheduled")
+            .await
+            .text(),
+        "[]"
+    );
+    let history: Value = server
+        .get("/latest/meta-data/events/maintenance/history")
+        .await
+        .json();
+    assert_eq!(history[0]["Code"], "instance-stop");
+    assert_eq!(history[0]["State"], "completed");
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reply = server
+        .get("/latest/meta-data/events/maintenance/scheduled")
+        .await;
+    assert!(
+        reply.text().contains("\"Code\" : \"system-reboot\""),
+        "AWS's style: {}",
+        reply.text()
+    );
+    let scheduled = reply.json();
+    let event = &scheduled.as_array().unwrap()[0];
+    assert_eq!(event["Code"], "system-reboot");
+    assert_eq!(event["Description"], "scheduled reboot");
+    assert_eq!(event["State"], "active");
+    assert!(event["EventId"]
+        .as_str()
+        .unwrap()
+        .starts_with("instance-event-"));
+    let not_before = aws_date(event["NotBefore"].as_str().unwrap());
+    let not_after = aws_date(event["NotAfter"].as_str().unwrap());
+    assert!(near(
+        not_before,
+        started + Duration::from_secs(7200),
+        Duration::from_secs(3)
+    ));
+    assert_eq!(
+        not_after.duration_since(not_before).unwrap(),
+        Duration::from_secs(1800)
+    );
+    assert!(aws_date(event["NotBeforeDeadline"].as_str().unwrap()) > not_after);
+
+    let (status, timeline) = admin(
+        &server,
+        Method::POST,
+        "/events/maintenance",
+        r#"{"code":"instance-retirement","in":"10m","duration":"1h"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    let scheduled = server
+        .get("/latest/meta-data/events/maintenance/scheduled")
+        .await
+        .json();
+    assert_eq!(scheduled.as_array().unwrap().len(), 2);
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        "/events/maintenance",
+        r#"{"code":"coffee-break"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autoscaling_target_lifecycle_state_changes_on_its_timeline() {
+    let server = Ersatz::with_toml("[events.autoscaling]\nafter = \"1s\"\n");
+    let path = "/latest/meta-data/autoscaling/target-lifecycle-state";
+    assert_eq!(server.get(path).await.text(), "InService");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(server.get(path).await.text(), "Terminated");
+    let out = ersatz(
+        &["event", "autoscaling", "--state", "Warmed:Stopped"],
+        &[("ERSATZ_ADMIN_URL", &server.admin_url)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.get(path).await.text(), "Warmed:Stopped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_config_mistakes_name_the_key() {
+    for (contents, key) in [
+        (
+            "[[events.maintenance]]\ncode = \"tea\"\nnot_before = \"1h\"\n",
+            "events.maintenance.0.code",
+        ),
+        (
+            "[events.autoscaling]\nafter = \"1s\"\ntarget = \"Gone\"\n",
+            "events.autoscaling.target",
+        ),
+        (
+            "[instance]\nlife_cycle = \"on-demand\"\n[events.spot]\n",
+            "events.spot",
+        ),
+        (
+            "[events.spot]\naction = \"explode\"\n",
+            "events.spot.action",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.toml");
+        std::fs::write(&path, contents).unwrap();
+        let out = ersatz(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{contents}");
+        assert!(stderr.contains(&format!("`{key}`")), "{key}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_data_is_served_byte_for_byte() {
+    let server =
+        Ersatz::with_toml("[instance]\nuser_data = \"#cloud-config\\nruncmd:\\n  - echo hi\\n\"\n");
+    let reply = server.get("/latest/user-data").await;
+    assert_eq!(reply.header("content-type"), "application/octet-stream");
+    assert_eq!(
+        reply.body.as_ref(),
+        b"#cloud-config\nruncmd:\n  - echo hi\n"
+    );
+    assert_eq!(
+        server.get("/latest/").await.text(),
+        "dynamic\nmeta-data\nuser-data"
+    );
+
+    // Binary (gzip) user data from a file, untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("user-data.gz");
+    let bytes: Vec<u8> = vec![0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x0a, 0x80, 0x7f];
+    std::fs::write(&file, &bytes).unwrap();
+    let server = Ersatz::with_toml(&format!(
+        "[instance]\nuser_data_file = \"{}\"\n",
+        file.display()
+    ));
+    assert_eq!(
+        server.get("/latest/user-data").await.body.as_ref(),
+        bytes.as_slice()
+    );
+    assert_eq!(
+        server.get("/2009-04-04/user-data/").await.body.as_ref(),
+        bytes.as_slice()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_appear_only_when_allowed_in_metadata() {
+    let tags = "[instance.tags]\nName = \"web-1\"\nEnvironment = \"test\"\n";
+    let hidden = Ersatz::with_toml(tags);
+    assert_eq!(
+        hidden.get("/latest/meta-data/tags/instance/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let shown = Ersatz::with_toml(&format!("[instance]\ntags_in_metadata = true\n{tags}"));
+    assert_eq!(
+        shown.get("/latest/meta-data/tags/instance/").await.text(),
+        "Environment\nName"
+    );
+    assert_eq!(
+        shown
+            .get("/latest/meta-data/tags/instance/Name")
+            .await
+            .text(),
+        "web-1"
+    );
+    assert!(shown
+        .get("/latest/meta-data/")
+        .await
+        .text()
+        .lines()
+        .any(|l| l == "tags/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_init_crawls_an_instance_with_every_event() {
+    let server = Ersatz::with_toml(
+        "[imds]\nv1 = \"disabled\"\n[instance]\nuser_data = \"#!/bin/sh\\necho hi\\n\"\n[events.spot]\n[events.rebalance]\n[events.autoscaling]\nafter = \"1h\"\n[[events.maintenance]]\ncode = \"system-reboot\"\nnot_before = \"1h\"\n",
+    );
+    let crawl = common::cloud_init_crawl(&server.url);
+    let md = &crawl["meta-data"];
+    assert_eq!(
+        md["spot"]["instance-action"]["action"], "terminate",
+        "{}",
+        md["spot"]
+    );
+    assert_eq!(md["autoscaling"]["target-lifecycle-state"], "InService");
+    assert_eq!(crawl["user-data"]["utf8"], "#!/bin/sh\necho hi\n");
+}
