@@ -452,3 +452,171 @@ async fn cloud_init_crawls_an_instance_with_every_event() {
     assert_eq!(md["autoscaling"]["target-lifecycle-state"], "InService");
     assert_eq!(crawl["user-data"]["utf8"], "#!/bin/sh\necho hi\n");
 }
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", state.path().to_str().unwrap())
+        .start();
+    assert_eq!(
+        server
+            .get("/latest/dynamic/instance-identity/")
+            .await
+            .text(),
+        "document\npkcs7\nrsa2048\nsignature"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fetch = |leaf: &'static str| {
+        let server = &server;
+        async move {
+            let reply = server
+                .get(&format!("/latest/dynamic/instance-identity/{leaf}"))
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{leaf}");
+            reply.body
+        }
+    };
+    let document = fetch("document").await;
+    std::fs::write(dir.path().join("document"), &document).unwrap();
+    let mut tampered = document.to_vec();
+    let at = tampered.iter().position(|b| *b == b'1').unwrap();
+    tampered[at] = b'2';
+    std::fs::write(dir.path().join("tampered"), &tampered).unwrap();
+
+    // The certificate, as `ersatz cert` prints it for the same state directory.
+    let cert = ersatz(
+        &["cert"],
+        &[("ERSATZ_SERVER__STATE_DIR", state.path().to_str().unwrap())],
+    );
+    assert!(
+        cert.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cert.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cert.stdout).starts_with("-----BEGIN CERTIFICATE-----"));
+    std::fs::write(dir.path().join("certificate"), &cert.stdout).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(state.path().join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // signature: RSA SHA-256, checked with the certificate's public key.
+    use base64::Engine as _;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(fetch("signature").await)
+        .unwrap();
+    std::fs::write(dir.path().join("signature.bin"), signature).unwrap();
+    let key = openssl(
+        &["x509", "-pubkey", "-noout", "-in", "certificate"],
+        dir.path(),
+    );
+    std::fs::write(dir.path().join("key.pem"), key.stdout).unwrap();
+    for (file, ok) in [("document", true), ("tampered", false)] {
+        let out = openssl(
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "key.pem",
+                "-signature",
+                "signature.bin",
+                file,
+            ],
+            dir.path(),
+        );
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "signature over {file}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // pkcs7 and rsa2048: PKCS #7 as AWS documents verifying them.
+    for form in ["pkcs7", "rsa2048"] {
+        let body = fetch(form).await;
+        assert!(
+            body.split(|b| *b == b'\n').all(|line| line.len() <= 64),
+            "{form} in 64-column lines"
+        );
+        let armoured = format!(
+            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
+            String::from_utf8_lossy(&body)
+        );
+        std::fs::write(dir.path().join(form), armoured).unwrap();
+        for (file, ok) in [("document", true), ("tampered", false)] {
+            let out = openssl(
+                &[
+                    "smime",
+                    "-verify",
+                    "-in",
+                    form,
+                    "-inform",
+                    "PEM",
+                    "-content",
+                    file,
+                    "-certfile",
+                    "certificate",
+                    "-noverify",
+                ],
+                dir.path(),
+            );
+            assert_eq!(
+                out.status.success(),
+                ok,
+                "{form} over {file}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    // The same key after a restart: signatures still verify with that certificate.
+    drop(server);
+    let again = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", state.path().to_str().unwrap())
+        .start();
+    let body = again
+        .get("/latest/dynamic/instance-identity/pkcs7")
+        .await
+        .body;
+    std::fs::write(
+        dir.path().join("again"),
+        format!(
+            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
+            String::from_utf8_lossy(&body)
+        ),
+    )
+    .unwrap();
+    let out = openssl(
+        &[
+            "smime",
+            "-verify",
+            "-in",
+            "again",
+            "-inform",
+            "PEM",
+            "-content",
+            "document",
+            "-certfile",
+            "certificate",
+            "-noverify",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

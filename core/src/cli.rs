@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 
 use crate::client::AdminClient;
 use crate::config::{self, Overrides};
+use crate::provider::identity::IdentityKey;
 use crate::server::{self, App};
 
 /// Exit code for a configuration mistake (runtime failures exit 1).
@@ -48,6 +49,13 @@ enum Command {
     Config(ConfigCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Print the certificate that verifies the identity document signatures
+    /// (generating the key on first use, as `serve` does).
+    Cert {
+        /// Configuration file (for `[identity]` and `server.state_dir`).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
     /// List, switch or show roles of a running server (finto's role API).
     Role {
         #[command(subcommand)]
@@ -424,6 +432,22 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(error) => config_failure(&error),
+            }
+        }
+        Command::Cert { config } => {
+            let loaded = match config::load(config.as_deref(), &Overrides::default()) {
+                Ok(loaded) => loaded,
+                Err(error) => return config_failure(&error),
+            };
+            match IdentityKey::load(&server::identity_keys(&loaded)) {
+                Ok(key) => {
+                    print!("{}", String::from_utf8_lossy(&key.certificate_pem()));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("ersatz: {error}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Completions { shell } => {

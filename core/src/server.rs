@@ -28,7 +28,8 @@ use crate::provider::events::{
     Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
 };
 use crate::provider::iam::{self, IamProvider};
-use crate::provider::static_tree::{instance_tree, StaticTree};
+use crate::provider::identity::{self, IdentityProvider, KeySource};
+use crate::provider::static_tree::{identity_document, instance_tree, StaticTree};
 use crate::provider::Provider;
 use crate::router::Router;
 use crate::session::Sessions;
@@ -215,6 +216,20 @@ fn state_dir(loaded: &Loaded) -> std::path::PathBuf {
     }
 }
 
+/// The identity signing key: from `[identity]`, else the state directory.
+pub fn identity_keys(loaded: &Loaded) -> KeySource {
+    match (
+        &loaded.config.identity.key,
+        &loaded.config.identity.certificate,
+    ) {
+        (Some(key), Some(certificate)) => KeySource::Files {
+            key: key.clone(),
+            certificate: certificate.clone(),
+        },
+        _ => KeySource::StateDir(state_dir(loaded)),
+    }
+}
+
 fn plugin_engine(loaded: &Loaded) -> Result<PluginEngine, ConfigError> {
     PluginEngine::new(state_dir(loaded).join("plugins")).map_err(|e| {
         loaded.error(
@@ -239,6 +254,7 @@ fn build_metadata(
     }
     let mut tree = instance_tree(&instance);
     tree.mount(iam::MOUNT);
+    tree.mount(identity::MOUNT);
     for (mount, _) in event_views(events) {
         tree.mount(mount);
     }
@@ -307,9 +323,12 @@ async fn build_imds(
 ) -> Result<Imds, ConfigError> {
     let config = &loaded.config;
     let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &metadata.instance));
+    let identity =
+        IdentityProvider::new(identity_document(&metadata.instance), identity_keys(loaded));
     let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
         (String::new(), metadata.tree.clone()),
         (iam::MOUNT.to_owned(), iam),
+        (identity::MOUNT.to_owned(), Arc::new(identity)),
     ];
     for (mount, view) in event_views(&metadata.events) {
         let provider = EventsProvider {

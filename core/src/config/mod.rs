@@ -38,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "credentials",
     "plugins",
     "events",
+    "identity",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -66,6 +67,19 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// `[identity]`: the key and certificate that sign the identity document;
+/// by default generated on first use and kept in the state directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PEM private key (RSA recommended).
+    pub key: Option<PathBuf>,
+    /// PEM certificate for that key.
+    pub certificate: Option<PathBuf>,
 }
 
 /// `[events]`: lifecycle events on timelines counted from start-up (`after`).
@@ -575,6 +589,18 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 next = caller;
             }
         }
+    }
+    let identity = &config.identity;
+    if identity.key.is_some() != identity.certificate.is_some() {
+        let missing = if identity.key.is_some() {
+            "identity.certificate"
+        } else {
+            "identity.key"
+        };
+        return Err(loaded.error(
+            missing,
+            "set both identity.key and identity.certificate, or neither",
+        ));
     }
     for (i, event) in config.events.maintenance.iter().enumerate() {
         if !MAINTENANCE_CODES.contains(&event.code.as_str()) {

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod iam;
+pub mod identity;
 pub mod static_tree;
 
 use std::net::SocketAddr;
