@@ -480,7 +480,7 @@ async fn default_instance_covers_every_category_and_agrees_with_itself() {
             .get("/latest/dynamic/instance-identity/")
             .await
             .text(),
-        "document"
+        "document\npkcs7\nrsa2048\nsignature"
     );
 }
 
