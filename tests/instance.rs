@@ -620,3 +620,158 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A network namespace of our own, deleted when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Self {
+        let name = format!("ersatz-test-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(ok(&["netns", "add", &name]), "ip netns add {name}");
+        assert!(ok(&[
+            "netns", "exec", &name, "ip", "link", "set", "lo", "up"
+        ]));
+        Self(name)
+    }
+
+    fn run(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = std::process::Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]).args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_link_local_address_in_a_network_namespace() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for ip netns (CI runs as root)");
+        return;
+    }
+    let print = ersatz(&["net", "print"], &[]);
+    assert!(
+        String::from_utf8_lossy(&print.stdout).contains("ip addr add 169.254.169.254/32 dev lo")
+    );
+
+    let ns = Namespace::create();
+    let setup = ns.run(common::BIN, &["net", "setup"], &[]);
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let addresses =
+        String::from_utf8_lossy(&ns.run("ip", &["addr", "show", "dev", "lo"], &[]).stdout)
+            .into_owned();
+    assert!(
+        addresses.contains("169.254.169.254/32") && addresses.contains("fd00:ec2::254/128"),
+        "{addresses}"
+    );
+    let rules =
+        String::from_utf8_lossy(&ns.run("iptables", &["-S", "INPUT"], &[]).stdout).into_owned();
+    assert!(
+        rules.contains("-A INPUT -d 169.254.169.254/32 ! -i lo -j DROP"),
+        "{rules}"
+    );
+
+    // ersatz on the real address and port, and boto3 with no endpoint variable.
+    let state = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            common::BIN,
+            "serve",
+            "--addr",
+            "169.254.169.254",
+            "--port",
+            "80",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("ERSATZ_SERVER__STATE_DIR", state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
+    let announced = lines.next().unwrap().unwrap();
+    assert_eq!(announced, "ersatz: metadata on http://169.254.169.254:80");
+    std::thread::spawn(move || lines.for_each(drop));
+    let script = "import boto3, json\n\
+        c = boto3.Session(region_name='us-east-1').get_credentials()\n\
+        print(json.dumps({'method': c.method, 'key': c.access_key}))";
+    let python = common::python();
+    let out = ns.run(
+        python.to_str().unwrap(),
+        &["-c", script],
+        &[
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["method"], "iam-role");
+    assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
+
+    // Teardown removes every rule and address setup added.
+    let teardown = ns.run(common::BIN, &["net", "teardown"], &[]);
+    assert!(
+        teardown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teardown.stderr)
+    );
+    let addresses =
+        String::from_utf8_lossy(&ns.run("ip", &["addr", "show", "dev", "lo"], &[]).stdout)
+            .into_owned();
+    assert!(
+        !addresses.contains("169.254.169.254") && !addresses.contains("fd00:ec2::254"),
+        "{addresses}"
+    );
+    for tool in ["iptables", "ip6tables"] {
+        let rules =
+            String::from_utf8_lossy(&ns.run(tool, &["-S", "INPUT"], &[]).stdout).into_owned();
+        assert_eq!(rules.trim(), "-P INPUT ACCEPT", "{tool}: {rules}");
+    }
+
+    // Without root it refuses, clearly.
+    let refused = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::BIN,
+            "net",
+            "setup",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs root"));
+}

@@ -11,10 +11,12 @@ say() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null; then
-  say "installing Debian's cloud-init (for its EC2 crawler)"
+# cloud-init for its EC2 crawler; iptables for `ersatz net` in a namespace;
+# openssl to verify identity signatures as users do.
+if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null || ! command -v iptables >/dev/null || ! command -v openssl >/dev/null; then
+  say "installing Debian's cloud-init, iptables and openssl"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends cloud-init >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends cloud-init iptables openssl >/dev/null
 fi
 
 venv="$root/.venv"

@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 
 use crate::client::AdminClient;
 use crate::config::{self, Overrides};
+use crate::net;
 use crate::provider::identity::IdentityKey;
 use crate::server::{self, App};
 
@@ -76,6 +77,15 @@ enum Command {
         #[arg(long)]
         stdin: bool,
     },
+    /// Put 169.254.169.254 (and fd00:ec2::254) on loopback, guarded by
+    /// firewall rules, so SDKs find ersatz with no endpoint variable.
+    Net {
+        #[command(subcommand)]
+        command: NetCommand,
+        /// Leave IPv6 alone.
+        #[arg(long, global = true)]
+        no_ipv6: bool,
+    },
     /// Trigger or clear lifecycle events on a running server.
     Event {
         #[command(subcommand)]
@@ -102,6 +112,16 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum NetCommand {
+    /// Add the addresses and guard rules (root).
+    Setup,
+    /// Remove exactly what setup adds (root).
+    Teardown,
+    /// Print the commands setup and teardown run.
+    Print,
 }
 
 #[derive(Subcommand)]
@@ -432,6 +452,24 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(error) => config_failure(&error),
+            }
+        }
+        Command::Net { command, no_ipv6 } => {
+            let ipv6 = !no_ipv6;
+            let outcome = match command {
+                NetCommand::Setup => net::setup(ipv6),
+                NetCommand::Teardown => net::teardown(ipv6),
+                NetCommand::Print => {
+                    net::print(ipv6);
+                    Ok(())
+                }
+            };
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ersatz: {error}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Cert { config } => {

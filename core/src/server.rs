@@ -503,7 +503,7 @@ pub async fn run(
     let connections = Arc::new(GracefulShutdown::new());
     let mut tasks = Vec::new();
     for (bound, url) in metadata.into_iter().zip(urls) {
-        println!("ersatz: metadata on {url}");
+        announce(&format!("ersatz: metadata on {url}"));
         tasks.push(tokio::spawn(listener::serve(
             bound,
             current.clone(),
@@ -512,7 +512,10 @@ pub async fn run(
         )));
     }
     let admin_listener = listener::bind(server.admin_listen).await?;
-    println!("ersatz: admin on http://{}", admin_listener.local_addr()?);
+    announce(&format!(
+        "ersatz: admin on http://{}",
+        admin_listener.local_addr()?
+    ));
     tasks.push(tokio::spawn(listener::serve(
         admin_listener,
         admin,
@@ -536,6 +539,15 @@ pub async fn run(
         tracing::warn!("some connections did not finish in time");
     }
     Ok(())
+}
+
+/// Tells whoever started us where we listen. A closed stdout (the starter
+/// stopped reading) must not take the server down, so errors are ignored.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 /// Waits for SIGINT or SIGTERM, reloading on every SIGHUP meanwhile.
