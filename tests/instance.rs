@@ -775,3 +775,90 @@ async fn the_real_link_local_address_in_a_network_namespace() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("needs root"));
 }
+
+/// cloud-init's crawl without what legitimately differs between two
+/// servers: iam/info's LastUpdated (each server's start) and the request log.
+fn comparable(crawl: &Value) -> Value {
+    let mut meta = crawl["meta-data"].clone();
+    if let Some(info) = meta.pointer_mut("/iam/info").and_then(Value::as_object_mut) {
+        info.remove("LastUpdated");
+    }
+    serde_json::json!({ "meta-data": meta, "dynamic": crawl["dynamic"], "user-data": crawl["user-data"] })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_then_replay_crawls_identically() {
+    let state = tempfile::tempdir().unwrap();
+    let state_env = state.path().to_str().unwrap().to_owned();
+    let source = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", &state_env)
+        .config(
+            "ersatz.toml",
+            &format!(
+                r##"
+[imds]
+v1 = "disabled"
+
+[instance]
+id = "i-0fedcba9876543210"
+availability_zone = "eu-west-2b"
+type = "m6i.large"
+user_data = "#cloud-config\nhostname: replayed\n"
+tags_in_metadata = true
+
+[instance.tags]
+Name = "web-1"
+
+[metadata]
+"instance-action" = "reboot"
+
+[[plugins]]
+mount = "/latest/meta-data/public-keys"
+wasm = "{}"
+config = {{ keys = [{{ name = "alice", openssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice alice@host" }}] }}
+"##,
+                common::wasm("public_keys").display()
+            ),
+        )
+        .start();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snapshot.json");
+    let taken = ersatz(
+        &["snapshot", &source.url, "-o", file.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let document = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !document.contains("AccessKeyId") && !document.contains("security-credentials"),
+        "no credentials captured"
+    );
+    assert!(document.contains("0=alice"), "listings captured as served");
+
+    let replay = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", &state_env)
+        .config(
+            "replay.toml",
+            &format!(
+                "snapshot = \"{}\"\n\n[imds]\nv1 = \"disabled\"\n",
+                file.display()
+            ),
+        )
+        .start();
+    assert_eq!(
+        replay.get_v2("/latest/meta-data/instance-id").await.text(),
+        "i-0fedcba9876543210"
+    );
+    let original = comparable(&common::cloud_init_crawl(&source.url));
+    let replayed = comparable(&common::cloud_init_crawl(&replay.url));
+    assert_eq!(
+        original["meta-data"]["public-keys"]["alice"],
+        replayed["meta-data"]["public-keys"]["alice"]
+    );
+    assert_eq!(original, replayed);
+}

@@ -14,6 +14,7 @@ use crate::config::{self, Overrides};
 use crate::net;
 use crate::provider::identity::IdentityKey;
 use crate::server::{self, App};
+use crate::snapshot;
 
 /// Exit code for a configuration mistake (runtime failures exit 1).
 const EXIT_CONFIG: u8 = 2;
@@ -76,6 +77,15 @@ enum Command {
         /// Read {"AccessKeyId","SecretAccessKey","Token"} from stdin.
         #[arg(long)]
         stdin: bool,
+    },
+    /// Crawl an IMDS (IMDSv2 first, v1 fallback) into a document that
+    /// `snapshot = "FILE"` replays. Credentials are never captured.
+    Snapshot {
+        /// The IMDS, e.g. http://169.254.169.254 on an instance.
+        url: String,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
     },
     /// Put 169.254.169.254 (and fd00:ec2::254) on loopback, guarded by
     /// firewall rules, so SDKs find ersatz with no endpoint variable.
@@ -452,6 +462,30 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(error) => config_failure(&error),
+            }
+        }
+        Command::Snapshot { url, output } => {
+            let taken = runtime()
+                .block_on(snapshot::take(&url))
+                .and_then(|snapshot| {
+                    let mut json =
+                        serde_json::to_string_pretty(&snapshot).map_err(|e| e.to_string())?;
+                    json.push('\n');
+                    match &output {
+                        Some(path) => std::fs::write(path, json)
+                            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                        None => {
+                            print!("{json}");
+                            Ok(())
+                        }
+                    }
+                });
+            match taken {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ersatz: snapshot of {url} failed: {error}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Net { command, no_ipv6 } => {

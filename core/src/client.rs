@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client for the CLI commands that talk to a running
-//! server's admin API (`role`, `bootstrap`).
+//! A minimal HTTP/1.1 client for the CLI commands that talk to servers: a
+//! running ersatz's admin API (`role`, `bootstrap`, `event`) and any IMDS
+//! (`snapshot`).
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -7,8 +8,58 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+/// `http://host:port` → `host:port`.
+pub fn authority(url: &str) -> Result<String, String> {
+    Ok(url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} must start with http://"))?
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// One request on a fresh connection.
+pub async fn request(
+    authority: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<(StatusCode, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("cannot reach {authority}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, authority);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    if body.is_some() {
+        builder = builder.header(CONTENT_TYPE, "application/json");
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
 pub struct AdminClient {
-    /// `host:port`
     authority: String,
     token: Option<String>,
 }
@@ -16,13 +67,8 @@ pub struct AdminClient {
 impl AdminClient {
     /// `url` like `http://127.0.0.1:8998`.
     pub fn new(url: &str, token: Option<String>) -> Result<Self, String> {
-        let authority = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("admin URL {url:?} must start with http://"))?
-            .trim_end_matches('/')
-            .to_owned();
         Ok(Self {
-            authority,
+            authority: authority(url).map_err(|e| format!("admin URL {e}"))?,
             token: token.filter(|t| !t.is_empty()),
         })
     }
@@ -33,42 +79,14 @@ impl AdminClient {
         path: &str,
         body: Option<String>,
     ) -> Result<(StatusCode, String), String> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| (AUTHORIZATION.as_str(), b.as_str()))
+            .collect();
+        let (status, bytes) = request(&self.authority, method, path, &headers, body)
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot reach the admin API at {}: {e} (is `ersatz serve` running?)",
-                    self.authority
-                )
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, &self.authority);
-        if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            request = request.header(CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+            .map_err(|e| format!("{e} (is `ersatz serve` running?)"))?;
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 }

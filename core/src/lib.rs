@@ -25,5 +25,6 @@ pub mod provider;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod state;
 pub mod timefmt;

@@ -29,10 +29,11 @@ use crate::provider::events::{
 };
 use crate::provider::iam::{self, IamProvider};
 use crate::provider::identity::{self, IdentityProvider, KeySource};
-use crate::provider::static_tree::{identity_document, instance_tree, StaticTree};
+use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
 use crate::provider::Provider;
 use crate::router::Router;
 use crate::session::Sessions;
+use crate::snapshot::Snapshot;
 use crate::state;
 
 /// In-flight requests get this long to finish after a stop signal.
@@ -56,8 +57,10 @@ struct Sources {
 struct Metadata {
     tree: Arc<StaticTree>,
     instance: Instance,
+    identity_document: String,
     plugins: Vec<(Option<String>, Arc<Plugin>)>,
-    events: Arc<Events>,
+    /// None when replaying a snapshot.
+    events: Option<Arc<Events>>,
 }
 
 impl App {
@@ -252,10 +255,27 @@ fn build_metadata(
     if config.events.spot.is_some() {
         instance.life_cycle = "spot".into();
     }
-    let mut tree = instance_tree(&instance);
+    let (mut tree, identity_document) = match &config.snapshot {
+        Some(file) => {
+            let snapshot =
+                Snapshot::load(file).map_err(|reason| loaded.error("snapshot", reason))?;
+            let document = snapshot
+                .leaves
+                .get("dynamic/instance-identity/document")
+                .cloned()
+                .unwrap_or_else(|| identity_document(&instance));
+            (
+                snapshot_tree(&snapshot).map_err(|reason| loaded.error("snapshot", reason))?,
+                document,
+            )
+        }
+        None => (instance_tree(&instance), identity_document(&instance)),
+    };
     tree.mount(iam::MOUNT);
     tree.mount(identity::MOUNT);
-    for (mount, _) in event_views(events) {
+    // A replayed snapshot serves the events it captured, as captured.
+    let events = (config.snapshot.is_none()).then(|| events.clone());
+    for (mount, _) in events.iter().flat_map(|e| event_views(e)) {
         tree.mount(mount);
     }
     let mut mounts = Vec::new();
@@ -297,8 +317,9 @@ fn build_metadata(
     Ok(Metadata {
         tree,
         instance,
+        identity_document,
         plugins,
-        events: events.clone(),
+        events,
     })
 }
 
@@ -323,19 +344,20 @@ async fn build_imds(
 ) -> Result<Imds, ConfigError> {
     let config = &loaded.config;
     let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &metadata.instance));
-    let identity =
-        IdentityProvider::new(identity_document(&metadata.instance), identity_keys(loaded));
+    let identity = IdentityProvider::new(metadata.identity_document, identity_keys(loaded));
     let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
         (String::new(), metadata.tree.clone()),
         (iam::MOUNT.to_owned(), iam),
         (identity::MOUNT.to_owned(), Arc::new(identity)),
     ];
-    for (mount, view) in event_views(&metadata.events) {
-        let provider = EventsProvider {
-            events: metadata.events.clone(),
-            view,
-        };
-        mounts.push((mount.to_owned(), Arc::new(provider)));
+    if let Some(events) = &metadata.events {
+        for (mount, view) in event_views(events) {
+            let provider = EventsProvider {
+                events: events.clone(),
+                view,
+            };
+            mounts.push((mount.to_owned(), Arc::new(provider)));
+        }
     }
     for (mount, plugin) in metadata.plugins {
         if let Some(mount) = mount {

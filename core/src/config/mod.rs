@@ -39,6 +39,7 @@ const SECTIONS: &[&str] = &[
     "plugins",
     "events",
     "identity",
+    "snapshot",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -69,6 +70,10 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Replay this `ersatz snapshot` document instead of the `[instance]`
+    /// tree (`[metadata]`, roles and plugins still apply on top).
+    #[serde(default)]
+    pub snapshot: Option<PathBuf>,
 }
 
 /// `[identity]`: the key and certificate that sign the identity document;

@@ -123,7 +123,9 @@ impl IdentityKey {
         let mut signer = Signer::new(MessageDigest::sha256(), &self.key)?;
         signer.update(document)?;
         let signature = base64_lines(&signer.sign_to_vec()?, usize::MAX);
-        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY;
+        // No signed attributes (no signing time): the same key signs the same
+        // document to the same bytes, so replicas and replays agree.
+        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOATTR;
         let no_extra_certificates: Stack<X509> = Stack::new()?;
         let pkcs7 = Pkcs7::sign(
             &self.certificate,

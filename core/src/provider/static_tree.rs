@@ -65,6 +65,8 @@ pub struct TreeBuilder {
     /// How a child appears in its parent's listing when not by its name
     /// (`public-keys/0` is listed as `0=key-name`).
     shown_as: HashMap<String, String>,
+    /// Listings served exactly as given (a replayed snapshot's).
+    listings: BTreeMap<String, String>,
 }
 
 impl TreeBuilder {
@@ -85,6 +87,12 @@ impl TreeBuilder {
 
     pub fn shown_as(&mut self, path: impl Into<String>, entry: impl Into<String>) -> &mut Self {
         self.shown_as.insert(path.into(), entry.into());
+        self
+    }
+
+    /// Serves `path`'s listing exactly as `text`, whatever lies below it.
+    pub fn listing(&mut self, path: impl Into<String>, text: impl Into<String>) -> &mut Self {
+        self.listings.insert(path.into(), text.into());
         self
     }
 
@@ -155,6 +163,9 @@ impl TreeBuilder {
                 parent.push_str(segment);
             }
         }
+        for path in self.listings.keys() {
+            dirs.entry(path.clone()).or_default();
+        }
         let mut nodes = HashMap::new();
         for (path, (body, content_type)) in &self.leaves {
             if dirs.contains_key(path) {
@@ -172,6 +183,13 @@ impl TreeBuilder {
             );
         }
         for (path, children) in &dirs {
+            if let Some(listing) = self.listings.get(path) {
+                nodes.insert(
+                    path.as_str().into(),
+                    Node::Dir(Bytes::from(listing.clone())),
+                );
+                continue;
+            }
             let entries: Vec<String> = children
                 .iter()
                 .map(|(name, is_dir)| {
@@ -351,4 +369,19 @@ mod tests {
         let tree = builder.build().unwrap();
         assert_eq!(listing(&tree, "meta-data/tags/instance"), "Name");
     }
+}
+
+/// The tree a snapshot describes: its leaves and listings as captured.
+pub fn snapshot_tree(snapshot: &crate::snapshot::Snapshot) -> Result<TreeBuilder, String> {
+    let mut tree = TreeBuilder::default();
+    for (path, value) in &snapshot.leaves {
+        tree.leaf(path.clone(), value.clone());
+    }
+    for (path, listing) in &snapshot.listings {
+        tree.listing(path.clone(), listing.clone());
+    }
+    if let Some(user_data) = snapshot.user_data()? {
+        tree.binary_leaf("user-data", user_data);
+    }
+    Ok(tree)
 }
