@@ -327,6 +327,21 @@ fn default_public_key() -> String {
     format!("ssh-ed25519 {encoded} ersatz-key")
 }
 
+/// The tree a snapshot describes: its leaves and listings as captured.
+pub fn snapshot_tree(snapshot: &crate::snapshot::Snapshot) -> Result<TreeBuilder, String> {
+    let mut tree = TreeBuilder::default();
+    for (path, value) in &snapshot.leaves {
+        tree.leaf(path.clone(), value.clone());
+    }
+    for (path, listing) in &snapshot.listings {
+        tree.listing(path.clone(), listing.clone());
+    }
+    if let Some(user_data) = snapshot.user_data()? {
+        tree.binary_leaf("user-data", user_data);
+    }
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,19 +384,4 @@ mod tests {
         let tree = builder.build().unwrap();
         assert_eq!(listing(&tree, "meta-data/tags/instance"), "Name");
     }
-}
-
-/// The tree a snapshot describes: its leaves and listings as captured.
-pub fn snapshot_tree(snapshot: &crate::snapshot::Snapshot) -> Result<TreeBuilder, String> {
-    let mut tree = TreeBuilder::default();
-    for (path, value) in &snapshot.leaves {
-        tree.leaf(path.clone(), value.clone());
-    }
-    for (path, listing) in &snapshot.listings {
-        tree.listing(path.clone(), listing.clone());
-    }
-    if let Some(user_data) = snapshot.user_data()? {
-        tree.binary_leaf("user-data", user_data);
-    }
-    Ok(tree)
 }
