@@ -862,3 +862,77 @@ config = {{ keys = [{{ name = "alice", openssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NT
     );
     assert_eq!(original, replayed);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_key_and_certificate_can_come_from_the_configuration() {
+    // Let one server generate a pair, then hand it to another through [identity].
+    let generated = tempfile::tempdir().unwrap();
+    let cert = ersatz(
+        &["cert"],
+        &[(
+            "ERSATZ_SERVER__STATE_DIR",
+            generated.path().to_str().unwrap(),
+        )],
+    );
+    assert!(cert.status.success());
+    let (key, certificate) = (
+        generated.path().join("identity.key"),
+        generated.path().join("identity.crt"),
+    );
+    let server = Ersatz::with_toml(&format!(
+        "[identity]\nkey = \"{}\"\ncertificate = \"{}\"\n",
+        key.display(),
+        certificate.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("document"),
+        server
+            .get("/latest/dynamic/instance-identity/document")
+            .await
+            .body,
+    )
+    .unwrap();
+    let body = server
+        .get("/latest/dynamic/instance-identity/rsa2048")
+        .await
+        .body;
+    std::fs::write(
+        dir.path().join("rsa2048"),
+        format!(
+            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
+            String::from_utf8_lossy(&body)
+        ),
+    )
+    .unwrap();
+    let out = openssl(
+        &[
+            "smime",
+            "-verify",
+            "-in",
+            "rsa2048",
+            "-inform",
+            "PEM",
+            "-content",
+            "document",
+            "-certfile",
+            certificate.to_str().unwrap(),
+            "-noverify",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let half = dir.path().join("half.toml");
+    std::fs::write(&half, format!("[identity]\nkey = \"{}\"\n", key.display())).unwrap();
+    let refused = ersatz(
+        &["config", "check", "--config", half.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`identity.certificate`"));
+}
