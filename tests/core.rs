@@ -862,3 +862,64 @@ fn every_example_config_is_valid() {
     }
     assert!(checked >= 3, "examples/ holds ready-to-run configs");
 }
+
+#[tokio::test]
+async fn requests_from_web_pages_are_refused_on_both_listeners() {
+    let server = Ersatz::start();
+    for header in [
+        "Origin: http://evil.example",
+        "Referer: http://evil.example/page",
+    ] {
+        let response = raw_http(
+            &server.url,
+            &format!("GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(response.starts_with("HTTP/1.1 403"), "{header}: {response}");
+        let admin = raw_http(
+            &server.admin_url,
+            &format!(
+                "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(
+            admin.starts_with("HTTP/1.1 403"),
+            "admin, {header}: {admin}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
+    let server = Ersatz::with_toml("[server]\nmax_connections = 2\n");
+    let authority = server.url.trim_start_matches("http://").to_owned();
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&authority).unwrap())
+        .collect();
+    // Give the server a moment to accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let over = raw_http(
+        &server.url,
+        "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert!(over.starts_with("HTTP/1.1 503"), "{over}");
+    drop(held);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if raw_http(
+            &server.url,
+            "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .starts_with("HTTP/1.1 200")
+        {
+            status = StatusCode::OK;
+            break;
+        }
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "capacity is released when connections close"
+    );
+    assert!(server.stderr().contains("at capacity"));
+}

@@ -1,10 +1,12 @@
 //! First look at a request, before any work: the Host allow-list (a DNS
-//! rebinding defence, as aws-vault added) and the IMDS rule that a token PUT
-//! carrying `X-Forwarded-For` came through a proxy and is refused.
+//! rebinding defence, as aws-vault added) and the browser filter (a request
+//! carrying `Origin` or `Referer` comes from a web page, as weep refuses).
+//! The IMDS rule that a token PUT carrying `X-Forwarded-For` came through a
+//! proxy lives with the token endpoint.
 
 use std::net::SocketAddr;
 
-use http::header::HOST;
+use http::header::{HOST, ORIGIN, REFERER};
 use http::{HeaderMap, StatusCode};
 
 pub struct Guard {
@@ -35,6 +37,7 @@ impl Guard {
 
     /// A request with no Host header cannot come from a browser, so it passes.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), StatusCode> {
+        from_no_browser(headers)?;
         let Some(host) = headers.get(HOST) else {
             return Ok(());
         };
@@ -49,6 +52,16 @@ impl Guard {
         } else {
             Err(StatusCode::FORBIDDEN)
         }
+    }
+}
+
+/// No SDK sends `Origin` or `Referer`; browsers do, on every cross-site
+/// request a page makes.
+pub fn from_no_browser(headers: &HeaderMap) -> Result<(), StatusCode> {
+    if headers.contains_key(ORIGIN) || headers.contains_key(REFERER) {
+        Err(StatusCode::FORBIDDEN)
+    } else {
+        Ok(())
     }
 }
 
@@ -99,5 +112,19 @@ mod tests {
             );
         }
         assert_eq!(guard.check(&HeaderMap::new()), Ok(()));
+    }
+
+    #[test]
+    fn refuses_requests_from_web_pages() {
+        let guard = Guard::new(&["127.0.0.1".into()], &[]);
+        for header in [ORIGIN, REFERER] {
+            let mut headers = with_host("127.0.0.1");
+            headers.insert(header.clone(), "http://evil.example".parse().unwrap());
+            assert_eq!(
+                guard.check(&headers),
+                Err(StatusCode::FORBIDDEN),
+                "{header}"
+            );
+        }
     }
 }

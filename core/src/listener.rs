@@ -13,8 +13,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::encoder::Body;
 
@@ -49,13 +50,20 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
-/// Accepts until `stop` turns true; connections are tracked by `connections`.
+/// Answer to a connection over the cap: IMDS clients retry a 503.
+const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Accepts until `stop` turns true; connections are tracked by `connections`
+/// and at most `max_connections` are open at once.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
     connections: Arc<GracefulShutdown>,
+    max_connections: usize,
 ) {
+    let capacity = Arc::new(Semaphore::new(max_connections));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -74,6 +82,14 @@ pub async fn serve<H: Handler>(
             },
             _ = stop.changed() => return,
         };
+        let Ok(permit) = capacity.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "connection refused: at capacity");
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream.write_all(OVER_CAPACITY).await;
+            });
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |request| {
@@ -85,6 +101,7 @@ pub async fn serve<H: Handler>(
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 }

@@ -531,6 +531,7 @@ pub async fn run(
             current.clone(),
             stopped.clone(),
             connections.clone(),
+            server.max_connections,
         )));
     }
     let admin_listener = listener::bind(server.admin_listen).await?;
@@ -543,6 +544,7 @@ pub async fn run(
         admin,
         stopped.clone(),
         connections.clone(),
+        server.max_connections,
     )));
     tracing::info!("ready");
 
@@ -614,6 +616,7 @@ pub async fn exec(
         app.imds.clone(),
         stopped,
         Arc::new(GracefulShutdown::new()),
+        loaded.config.server.max_connections,
     ));
     let code =
         run_with_container_credentials(&format!("{url}/ecs/{alias}"), &app.imds.ecs.token, command)

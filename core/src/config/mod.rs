@@ -155,6 +155,10 @@ pub struct AutoscalingConfig {
     pub after: HumanDuration,
 }
 
+fn default_max_connections() -> usize {
+    1024
+}
+
 fn zero() -> HumanDuration {
     HumanDuration(Duration::ZERO)
 }
@@ -344,6 +348,9 @@ pub struct ServerConfig {
     /// Where the token key lives; empty for `$XDG_STATE_HOME/ersatz`.
     #[serde(default)]
     pub state_dir: PathBuf,
+    /// Open connections per listener; more are answered 503 and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Also serve finto's `/roles` API on the metadata listener (finto did);
     /// on by default for a `.fintorc`, off for everything else.
     #[serde(default)]
@@ -552,6 +559,9 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let config = &loaded.config;
     if config.server.listen.is_empty() {
         return Err(loaded.error("server.listen", "at least one address is needed"));
+    }
+    if config.server.max_connections == 0 {
+        return Err(loaded.error("server.max_connections", "must be at least 1"));
     }
     let source_exists = |key: &str, name: &str| {
         if config.sources.contains_key(name) {

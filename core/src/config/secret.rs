@@ -3,7 +3,8 @@ use std::fmt;
 use serde::Deserialize;
 
 /// A string that never shows itself in `Debug` or `Display`, so secrets
-/// cannot leak through logs, errors or panics by accident.
+/// cannot leak through logs, errors or panics by accident, and is zeroed
+/// when dropped.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -20,6 +21,13 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Drop for Secret {
+    /// Overwrites the bytes so a freed secret does not linger in memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
