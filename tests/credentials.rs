@@ -758,3 +758,80 @@ async fn chain_source_takes_keys_from_the_environment() {
         .start();
     assert_assumed(&boto3_identity(&server, &moto), "ci", "ersatz-ci");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_client_roles_from_several_loopback_addresses_fail_closed() {
+    let server = Ersatz::with_toml(
+        r#"
+default_role = "a"
+
+[sources.one]
+type = "static"
+access_key_id = "AKIAONE0000000000001"
+secret_access_key = "s1"
+
+[sources.two]
+type = "static"
+access_key_id = "AKIATWO0000000000002"
+secret_access_key = "s2"
+
+[roles.a]
+source = "one"
+
+[roles.b]
+source = "two"
+
+[[clients]]
+cidr = "127.0.0.2/32"
+role = "a"
+
+[[clients]]
+cidr = "127.0.0.3"
+role = "b"
+"#,
+    );
+    let listing = "/latest/meta-data/iam/security-credentials/";
+    for (source, role, key, other) in [
+        ("127.0.0.2", "a", "AKIAONE0000000000001", "b"),
+        ("127.0.0.3", "b", "AKIATWO0000000000002", "a"),
+    ] {
+        assert_eq!(
+            common::send_from(source, &server.url, listing).await.text(),
+            role,
+            "{source}"
+        );
+        let document = common::send_from(source, &server.url, &format!("{listing}{role}"))
+            .await
+            .json();
+        assert_eq!(document["AccessKeyId"], key, "{source}");
+        let info = common::send_from(source, &server.url, "/latest/meta-data/iam/info")
+            .await
+            .json();
+        assert!(info["InstanceProfileArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{role}")));
+        // Another client's role is not there for this one.
+        let foreign = common::send_from(source, &server.url, &format!("{listing}{other}")).await;
+        assert_eq!(
+            foreign.status,
+            StatusCode::NOT_FOUND,
+            "{source} reading {other}"
+        );
+    }
+    // A client no rule names gets no credentials at all.
+    for path in [
+        listing,
+        "/latest/meta-data/iam/security-credentials/a",
+        "/latest/meta-data/iam/info",
+    ] {
+        let reply = common::send_from("127.0.0.1", &server.url, path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        common::send_from("127.0.0.1", &server.url, "/latest/meta-data/instance-id")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -27,7 +27,7 @@ use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider
 use crate::provider::events::{
     Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
 };
-use crate::provider::iam::{self, IamProvider};
+use crate::provider::iam::{self, Cidr, IamProvider};
 use crate::provider::identity::{self, IdentityProvider, KeySource};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
 use crate::provider::Provider;
@@ -343,7 +343,18 @@ async fn build_imds(
     ecs_token: Arc<str>,
 ) -> Result<Imds, ConfigError> {
     let config = &loaded.config;
-    let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(roles.clone(), &metadata.instance));
+    let clients = config
+        .clients
+        .iter()
+        .map(|c| {
+            (
+                Cidr::parse(&c.cidr).expect("checked with the configuration"),
+                c.role.clone(),
+            )
+        })
+        .collect();
+    let iam: Arc<dyn Provider> =
+        Arc::new(IamProvider::new(roles.clone(), &metadata.instance, clients));
     let identity = IdentityProvider::new(metadata.identity_document, identity_keys(loaded));
     let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
         (String::new(), metadata.tree.clone()),

@@ -235,10 +235,32 @@ pub async fn send_body(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let authority = base.trim_start_matches("http://");
-    let stream = tokio::net::TcpStream::connect(authority)
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
         .await
         .expect("connect");
+    exchange(stream, base, method, path, headers, body).await
+}
+
+/// A GET from another loopback address (`127.0.0.2`), for per-client rules.
+pub async fn send_from(source: &str, base: &str, path: &str) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .expect("connect");
+    exchange(stream, base, Method::GET, path, &[], "").await
+}
+
+async fn exchange(
+    stream: tokio::net::TcpStream,
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let authority = base.trim_start_matches("http://");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");

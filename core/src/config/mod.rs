@@ -40,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "events",
     "identity",
     "snapshot",
+    "clients",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -70,6 +71,11 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Per-client roles: when any are given, a client sees only the role of
+    /// the first entry its address matches, and no credentials at all if
+    /// none matches (fail closed).
+    #[serde(default)]
+    pub clients: Vec<ClientRole>,
     /// Replay this `ersatz snapshot` document instead of the `[instance]`
     /// tree (`[metadata]`, roles and plugins still apply on top).
     #[serde(default)]
@@ -85,6 +91,14 @@ pub struct IdentityConfig {
     pub key: Option<PathBuf>,
     /// PEM certificate for that key.
     pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRole {
+    /// `10.1.0.0/16`, `127.0.0.2/32`, `fd00::/8`, or one address.
+    pub cidr: String,
+    pub role: String,
 }
 
 /// `[events]`: lifecycle events on timelines counted from start-up (`after`).
@@ -603,6 +617,22 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 seen.push(next);
                 next = caller;
             }
+        }
+    }
+    if !config.clients.is_empty() && config.server.finto_routes {
+        return Err(loaded.error(
+            "clients",
+            "per-client roles cannot be combined with server.finto_routes: finto's routes hand any client any role",
+        ));
+    }
+    for (i, client) in config.clients.iter().enumerate() {
+        crate::provider::iam::Cidr::parse(&client.cidr)
+            .map_err(|reason| loaded.error(&format!("clients.{i}.cidr"), reason))?;
+        if !config.roles.contains_key(&client.role) {
+            return Err(loaded.error(
+                &format!("clients.{i}.role"),
+                format!("no role named \"{}\"", client.role),
+            ));
         }
     }
     let identity = &config.identity;

@@ -1,5 +1,6 @@
 //! `meta-data/iam`: `info` and `security-credentials/ROLE`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,15 +18,18 @@ pub const MOUNT: &str = "meta-data/iam";
 
 pub struct IamProvider {
     roles: Arc<Roles>,
+    /// Per-client roles; empty: every client sees the active role.
+    clients: Vec<(Cidr, String)>,
     partition: &'static str,
     account_id: String,
     started: SystemTime,
 }
 
 impl IamProvider {
-    pub fn new(roles: Arc<Roles>, instance: &Instance) -> Self {
+    pub fn new(roles: Arc<Roles>, instance: &Instance, clients: Vec<(Cidr, String)>) -> Self {
         Self {
             roles,
+            clients,
             partition: instance.partition,
             account_id: instance.account_id.clone(),
             started: timefmt::floor(SystemTime::now(), Duration::from_secs(1)),
@@ -61,20 +65,117 @@ fn instance_profile_id(role: &str) -> String {
     format!("AIPA{tail}")
 }
 
+impl IamProvider {
+    /// The role `peer` may see: its `[[clients]]` entry's, or the active
+    /// role when there are none; `None` (nothing) for an unlisted client.
+    fn role_for(&self, peer: IpAddr) -> Option<String> {
+        if self.clients.is_empty() {
+            return Some(self.roles.active());
+        }
+        self.clients
+            .iter()
+            .find(|(cidr, _)| cidr.contains(peer))
+            .map(|(_, role)| role.clone())
+    }
+}
+
 #[async_trait]
 impl Provider for IamProvider {
     async fn resolve(&self, request: &Request<'_>) -> Resolved {
+        let Some(visible) = self.role_for(request.peer.ip()) else {
+            return Resolved::NotFound;
+        };
         match request.path {
             "" => Resolved::Dir(Bytes::from_static(b"info\nsecurity-credentials/")),
-            "info" => Resolved::text(self.info(&self.roles.active())),
-            "security-credentials" => Resolved::Dir(Bytes::from(self.roles.active())),
-            path => match path
-                .strip_prefix("security-credentials/")
-                .and_then(|alias| self.roles.get(alias))
-            {
-                Some(role) => Resolved::text(role.document().await),
-                None => Resolved::NotFound,
+            "info" => Resolved::text(self.info(&visible)),
+            "security-credentials" => Resolved::Dir(Bytes::from(visible)),
+            path => match path.strip_prefix("security-credentials/") {
+                // With [[clients]], a client reads its own role's path only.
+                Some(alias) if self.clients.is_empty() || alias == visible => {
+                    match self.roles.get(alias) {
+                        Some(role) => Resolved::text(role.document().await),
+                        None => Resolved::NotFound,
+                    }
+                }
+                _ => Resolved::NotFound,
             },
+        }
+    }
+}
+
+/// An address block: `10.0.0.0/8`, `fd00::/8`, or one address.
+#[derive(Debug, Clone, Copy)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("\"{text}\" is not an address block like 10.1.0.0/16 or 127.0.0.2");
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().map_err(|_| bad())?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        if prefix > bits {
+            return Err(bad());
+        }
+        Ok(Self { network, prefix })
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let mask = |bits: u32| {
+            if self.prefix == 0 {
+                0
+            } else {
+                u128::MAX << (bits - u32::from(self.prefix))
+            }
+        };
+        match (self.network, address) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = mask(32) as u32;
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = mask(128);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            (IpAddr::V4(net), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|ip| {
+                let mask = mask(32) as u32;
+                u32::from(net) & mask == u32::from(ip) & mask
+            }),
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks_match_by_prefix() {
+        let block = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(block.contains("10.1.255.7".parse().unwrap()));
+        assert!(!block.contains("10.2.0.1".parse().unwrap()));
+        assert!(block.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(Cidr::parse("127.0.0.2")
+            .unwrap()
+            .contains("127.0.0.2".parse().unwrap()));
+        assert!(!Cidr::parse("127.0.0.2")
+            .unwrap()
+            .contains("127.0.0.3".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }
 }
