@@ -835,3 +835,60 @@ role = "b"
         StatusCode::OK
     );
 }
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_tokens_sts_calls_and_cache_hits() {
+    let moto = Moto::start();
+    let server = Ersatz::with_toml(&static_role_config(&moto.url));
+    server.token().await;
+    for _ in 0..3 {
+        assert_eq!(document(&server, "web").await["Code"], "Success");
+    }
+    let forged = server
+        .request(
+            Method::GET,
+            "/latest/meta-data/",
+            &[("X-aws-ec2-metadata-token", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let reply = common::send(&server.admin_url, Method::GET, "/metrics", &[]).await;
+    assert!(reply.header("content-type").starts_with("text/plain"));
+    let text = reply.text();
+    assert_eq!(
+        metric(&text, "ersatz_sts_calls_total"),
+        1,
+        "one AssumeRole for four reads"
+    );
+    assert_eq!(
+        metric(&text, "ersatz_role_sts_calls_total{role=\"web\"}"),
+        1
+    );
+    assert_eq!(metric(&text, "ersatz_sts_errors_total"), 0);
+    assert!(metric(&text, "ersatz_credential_cache_hits_total") >= 2);
+    assert_eq!(metric(&text, "ersatz_tokens_issued_total"), 1);
+    assert_eq!(metric(&text, "ersatz_tokens_rejected_total"), 1);
+    assert_eq!(
+        metric(
+            &text,
+            "ersatz_requests_total{route=\"credentials\",status=\"200\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "ersatz_requests_total{route=\"token\",status=\"200\"}"
+        ),
+        1
+    );
+}

@@ -216,6 +216,19 @@ async fn traps_loops_and_runaway_allocation_answer_500_and_nothing_else_suffers(
         "fine",
         "still up after 1,000 failures"
     );
+    let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
+        .await
+        .text();
+    for (name, at_least) in [("traps", 600), ("timeouts", 300), ("calls", 1000)] {
+        let line = format!("ersatz_plugin_{name}_total{{plugin=\"misbehave\"}} ");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in metrics"))
+            .parse()
+            .unwrap();
+        assert!(count >= at_least, "{name}: {count}");
+    }
     let logs = server.stderr();
     assert!(
         logs.contains("plugin call failed") && logs.contains("misbehave"),

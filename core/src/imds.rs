@@ -18,10 +18,12 @@ use crate::credentials::{ecs_document, Roles};
 use crate::encoder::{self, Body};
 use crate::guard::Guard;
 use crate::listener::Handler;
+use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target, VERSIONS};
 use crate::provider::{self, Resolved};
 use crate::router::Router;
 use crate::session::{self, Sessions, TOKEN_HEADER, TTL_HEADER};
+use std::sync::atomic::Ordering::Relaxed;
 
 const TOKEN_PATH: &str = "api/token";
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -36,6 +38,8 @@ pub struct Imds {
     pub ecs: Ecs,
     /// finto's `/roles` API, when `server.finto_routes` is on.
     pub finto_routes: Option<RoleApi>,
+    /// The plugins this version serves, for metrics.
+    pub plugins: Vec<Arc<crate::plugin::Plugin>>,
 }
 
 impl Handler for Imds {
@@ -44,7 +48,9 @@ impl Handler for Imds {
             .access_log
             .as_ref()
             .map(|_| (request.method().clone(), request.uri().path().to_owned()));
+        let route = route_of(request.uri().path());
         let response = self.dispatch(request, peer).await;
+        METRICS.request(route, response.status().as_u16());
         if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
             let size = http_body::Body::size_hint(response.body())
                 .exact()
@@ -100,10 +106,14 @@ impl Imds {
         let token_left = match headers.get(TOKEN_HEADER) {
             Some(token) => match self.sessions.check(token.as_bytes()) {
                 Some(left) => Some(left),
-                None => return encoder::error(StatusCode::UNAUTHORIZED),
+                None => {
+                    METRICS.tokens_rejected.fetch_add(1, Relaxed);
+                    return encoder::error(StatusCode::UNAUTHORIZED);
+                }
             },
             None if self.v1 == V1Policy::Disabled => {
-                return encoder::error(StatusCode::UNAUTHORIZED)
+                METRICS.tokens_rejected.fetch_add(1, Relaxed);
+                return encoder::error(StatusCode::UNAUTHORIZED);
             }
             None => None,
         };
@@ -131,7 +141,10 @@ impl Imds {
         }
         let ttl = request.headers().get(TTL_HEADER).map(HeaderValue::as_bytes);
         match session::parse_ttl(ttl) {
-            Ok(ttl) => encoder::token(self.sessions.issue(ttl), ttl),
+            Ok(ttl) => {
+                METRICS.tokens_issued.fetch_add(1, Relaxed);
+                encoder::token(self.sessions.issue(ttl), ttl)
+            }
             Err(_) => encoder::error(StatusCode::BAD_REQUEST),
         }
     }
@@ -158,6 +171,19 @@ impl Imds {
             Resolved::NotFound => encoder::error(StatusCode::NOT_FOUND),
             Resolved::Failed => encoder::error(StatusCode::INTERNAL_SERVER_ERROR),
         }
+    }
+}
+
+/// The route class a path counts under, by a glance at its text.
+fn route_of(path: &str) -> Route {
+    if path.starts_with("/ecs/") {
+        Route::Container
+    } else if path.ends_with("/api/token") {
+        Route::Token
+    } else if path.contains("/iam/security-credentials") {
+        Route::Credentials
+    } else {
+        Route::Metadata
     }
 }
 

@@ -18,6 +18,7 @@ pub mod guard;
 pub mod imds;
 pub mod instance;
 pub mod listener;
+pub mod metrics;
 pub mod net;
 pub mod normalise;
 pub mod plugin;

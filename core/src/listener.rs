@@ -84,6 +84,9 @@ pub async fn serve<H: Handler>(
         };
         let Ok(permit) = capacity.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max_connections, "connection refused: at capacity");
+            crate::metrics::METRICS
+                .refused_connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = stream.write_all(OVER_CAPACITY).await;

@@ -178,6 +178,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// The metadata service serving now.
+    pub fn current(&self) -> Arc<Imds> {
+        self.current.load_full()
+    }
+
     pub async fn reload(&self) -> Result<(), String> {
         let outcome = async {
             let loaded = config::load(self.file.as_deref(), &self.overrides)?;
@@ -370,6 +375,7 @@ async fn build_imds(
             mounts.push((mount.to_owned(), Arc::new(provider)));
         }
     }
+    let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
     for (mount, plugin) in metadata.plugins {
         if let Some(mount) = mount {
             mounts.push((mount, Arc::new(WasmProvider { plugin })));
@@ -400,6 +406,7 @@ async fn build_imds(
             token: ecs_token,
         },
         finto_routes: config.server.finto_routes.then(|| RoleApi::new(roles)),
+        plugins,
     })
 }
 

@@ -9,6 +9,7 @@
 //! | `GET`/`PUT /roles…` | finto's role API ([`roles`]) |
 //! | `GET /ecs` | the container-credentials URLs and their token |
 //! | `POST /reload` | re-read the configuration and plugins (as SIGHUP) |
+//! | `GET /metrics` | Prometheus metrics |
 //! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events ([`events`]) |
 
 mod bootstrap;
@@ -97,6 +98,56 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Prometheus text: the process counters, then per role and per plugin.
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut extra = String::from("# HELP ersatz_role_sts_calls_total STS calls made for each role.\n# TYPE ersatz_role_sts_calls_total counter\n");
+        for alias in self.roles.aliases() {
+            if let Some(role) = self.roles.get(&alias) {
+                let _ = writeln!(
+                    extra,
+                    "ersatz_role_sts_calls_total{{role=\"{alias}\"}} {}",
+                    role.sts_calls()
+                );
+            }
+        }
+        let plugins = self
+            .reloader
+            .as_ref()
+            .map(|r| r.current().plugins.clone())
+            .unwrap_or_default();
+        for (name, help) in [
+            ("calls", "Plugin calls."),
+            (
+                "traps",
+                "Plugin calls that trapped (including the memory limit).",
+            ),
+            ("timeouts", "Plugin calls stopped at their deadline."),
+            ("errors", "Plugin calls that returned an error."),
+        ] {
+            let _ = write!(extra, "# HELP ersatz_plugin_{name}_total {help}\n# TYPE ersatz_plugin_{name}_total counter\n");
+            for plugin in &plugins {
+                let stats = &plugin.stats;
+                let value = match name {
+                    "calls" => &stats.calls,
+                    "traps" => &stats.traps,
+                    "timeouts" => &stats.timeouts,
+                    _ => &stats.errors,
+                };
+                let _ = writeln!(
+                    extra,
+                    "ersatz_plugin_{name}_total{{plugin=\"{}\"}} {}",
+                    plugin.name,
+                    value.load(Relaxed)
+                );
+            }
+        }
+        crate::metrics::METRICS.render(&extra)
+    }
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -171,6 +222,14 @@ impl Handler for Admin {
                 None => json_error(StatusCode::NOT_FOUND, "reload is not available here"),
             },
             (_, "/reload") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+            (Method::GET, "/metrics") => {
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics())));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
             (method, path) if path == "/events" || path.starts_with("/events/") => {
                 let kind = path
                     .trim_start_matches("/events")

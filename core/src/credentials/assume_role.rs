@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 
 use super::{CredentialSource, Credentials, SourceError};
 use crate::config::Secret;
+use crate::metrics::METRICS;
 
 #[derive(Debug, Clone)]
 pub struct AssumeParams {
@@ -83,6 +84,7 @@ impl CredentialSource for AssumeRole {
         let client = self.client.get_or_init(|| async { self.client() }).await;
         let p = &self.params;
         let issued = SystemTime::now();
+        let started = std::time::Instant::now();
         let output = client
             .assume_role()
             .role_arn(&p.arn)
@@ -90,14 +92,15 @@ impl CredentialSource for AssumeRole {
             .duration_seconds(p.duration.as_secs().min(i32::MAX as u64) as i32)
             .set_external_id(p.external_id.clone())
             .send()
-            .await
-            .map_err(|error| {
-                SourceError(format!(
-                    "AssumeRole {} failed: {}",
-                    p.arn,
-                    DisplayErrorContext(&error)
-                ))
-            })?;
+            .await;
+        METRICS.sts_call(started.elapsed(), output.is_ok());
+        let output = output.map_err(|error| {
+            SourceError(format!(
+                "AssumeRole {} failed: {}",
+                p.arn,
+                DisplayErrorContext(&error)
+            ))
+        })?;
         let credentials = output.credentials().ok_or_else(|| {
             SourceError(format!(
                 "AssumeRole {}: STS answered without credentials",

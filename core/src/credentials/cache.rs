@@ -156,6 +156,9 @@ async fn refresh_loop(cache: Weak<Cached>) {
         let Some(this) = cache.upgrade() else { return };
         let refreshed = {
             let _flight = this.in_flight.lock().await;
+            crate::metrics::METRICS
+                .refreshes
+                .fetch_add(1, Ordering::Relaxed);
             this.fetch_locked().await
         };
         drop(this);
@@ -173,6 +176,9 @@ async fn refresh_loop(cache: Weak<Cached>) {
 impl CredentialSource for Cached {
     async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
         if let Some(held) = self.peek() {
+            crate::metrics::METRICS
+                .cache_hits
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(held);
         }
         let _flight = self.in_flight.lock().await;

@@ -1,0 +1,146 @@
+//! Prometheus metrics (`GET /metrics` on the admin listener). Counters are
+//! process-wide atomics, cheap enough for the hot path; per-role and
+//! per-plugin figures are read from those objects when scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Which kind of path a request was for.
+#[derive(Clone, Copy)]
+pub enum Route {
+    Token,
+    Credentials,
+    Metadata,
+    Container,
+}
+
+const ROUTES: [(Route, &str); 4] = [
+    (Route::Token, "token"),
+    (Route::Credentials, "credentials"),
+    (Route::Metadata, "metadata"),
+    (Route::Container, "container"),
+];
+const STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 500, 503, 0];
+
+// Templates for the static below, each use a fresh atomic.
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)]
+const ROW: [AtomicU64; STATUSES.len()] = [ZERO; STATUSES.len()];
+
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    pub tokens_issued: AtomicU64,
+    pub tokens_rejected: AtomicU64,
+    pub refused_connections: AtomicU64,
+    pub sts_calls: AtomicU64,
+    pub sts_errors: AtomicU64,
+    sts_micros: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub refreshes: AtomicU64,
+}
+
+pub static METRICS: Metrics = Metrics {
+    requests: [ROW; ROUTES.len()],
+    tokens_issued: ZERO,
+    tokens_rejected: ZERO,
+    refused_connections: ZERO,
+    sts_calls: ZERO,
+    sts_errors: ZERO,
+    sts_micros: ZERO,
+    cache_hits: ZERO,
+    refreshes: ZERO,
+};
+
+impl Metrics {
+    pub fn request(&self, route: Route, status: u16) {
+        let column = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.requests[route as usize][column].fetch_add(1, Relaxed);
+    }
+
+    pub fn sts_call(&self, took: std::time::Duration, ok: bool) {
+        self.sts_calls.fetch_add(1, Relaxed);
+        self.sts_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        if !ok {
+            self.sts_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The text exposition format; `extra` lines (per role, per plugin) are
+    /// appended as given.
+    pub fn render(&self, extra: &str) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ersatz_requests_total Metadata requests by route and status.\n# TYPE ersatz_requests_total counter\n");
+        for (route, name) in ROUTES {
+            for (column, status) in STATUSES.iter().enumerate() {
+                let count = self.requests[route as usize][column].load(Relaxed);
+                if count > 0 {
+                    let status = if *status == 0 {
+                        "other".to_owned()
+                    } else {
+                        status.to_string()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "ersatz_requests_total{{route=\"{name}\",status=\"{status}\"}} {count}"
+                    );
+                }
+            }
+        }
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        };
+        counter(
+            &mut out,
+            "ersatz_tokens_issued_total",
+            "IMDSv2 tokens issued.",
+            self.tokens_issued.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ersatz_tokens_rejected_total",
+            "Requests refused for a bad, expired or missing token.",
+            self.tokens_rejected.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ersatz_connections_refused_total",
+            "Connections refused at the connection cap.",
+            self.refused_connections.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ersatz_sts_calls_total",
+            "STS AssumeRole calls.",
+            self.sts_calls.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ersatz_sts_errors_total",
+            "STS AssumeRole calls that failed.",
+            self.sts_errors.load(Relaxed),
+        );
+        let seconds = self.sts_micros.load(Relaxed) as f64 / 1e6;
+        let _ = write!(out, "# HELP ersatz_sts_call_seconds_total Time spent in STS AssumeRole calls.\n# TYPE ersatz_sts_call_seconds_total counter\nersatz_sts_call_seconds_total {seconds}\n");
+        counter(
+            &mut out,
+            "ersatz_credential_cache_hits_total",
+            "Credential requests answered from the cache.",
+            self.cache_hits.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ersatz_credential_refreshes_total",
+            "Background credential refreshes.",
+            self.refreshes.load(Relaxed),
+        );
+        out.push_str(extra);
+        out
+    }
+}
