@@ -20,7 +20,7 @@ const ASSUME_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Posted {
+pub struct Posted {
     #[serde(rename = "AccessKeyId")]
     access_key_id: String,
     #[serde(rename = "SecretAccessKey")]
@@ -30,6 +30,18 @@ struct Posted {
     /// Which bootstrap source, when there are several.
     #[serde(rename = "Source", default)]
     source: Option<String>,
+}
+
+/// The posted keys, or why they are refused (a reason that names fields,
+/// never their values).
+pub fn parse(body: &[u8]) -> Result<Posted, String> {
+    let posted: Posted = serde_json::from_slice(body).map_err(|error| {
+        format!("expected {{\"AccessKeyId\",\"SecretAccessKey\",\"Token\"}}: {error}")
+    })?;
+    if posted.access_key_id.is_empty() || posted.secret_access_key.is_empty() {
+        return Err("AccessKeyId and SecretAccessKey must not be empty".into());
+    }
+    Ok(posted)
 }
 
 pub async fn post(

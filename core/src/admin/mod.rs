@@ -12,7 +12,7 @@
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events ([`events`]) |
 
-mod bootstrap;
+pub mod bootstrap;
 mod events;
 pub mod roles;
 

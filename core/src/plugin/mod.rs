@@ -22,7 +22,7 @@ use bindings::metadata::{MetadataPlugin, MetadataPluginPre};
 pub use bindings::types;
 pub use bindings::{WIT_PACKAGE, WIT_VERSION};
 pub use engine::{PluginEngine, MAX_PLUGIN_MEMORY};
-pub use provider::WasmProvider;
+pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
 
 /// Read-only access to the built-in tree (`host.lookup`).

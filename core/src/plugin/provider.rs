@@ -33,15 +33,21 @@ impl Provider for WasmProvider {
             client: request.peer.to_string(),
         };
         match self.plugin.resolve(&guest_request).await {
-            Ok(types::Response::Leaf(leaf)) => Resolved::Leaf {
-                body: Bytes::from(leaf.body),
-                content_type: HeaderValue::from_str(&leaf.content_type).unwrap_or(TEXT),
-            },
-            Ok(types::Response::Directory(entries)) => {
-                Resolved::Dir(Bytes::from(entries.join("\n")))
-            }
-            Ok(types::Response::NotFound) => Resolved::NotFound,
+            Ok(response) => resolved(response),
             Err(_) => Resolved::Failed,
         }
+    }
+}
+
+/// A plugin's answer as the router's: whatever the guest returns, a valid
+/// response (a content type that is no header value becomes text/plain).
+pub fn resolved(response: types::Response) -> Resolved {
+    match response {
+        types::Response::Leaf(leaf) => Resolved::Leaf {
+            body: Bytes::from(leaf.body),
+            content_type: HeaderValue::from_str(&leaf.content_type).unwrap_or(TEXT),
+        },
+        types::Response::Directory(entries) => Resolved::Dir(Bytes::from(entries.join("\n"))),
+        types::Response::NotFound => Resolved::NotFound,
     }
 }

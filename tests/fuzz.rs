@@ -1,0 +1,250 @@
+//! Property-based fuzzing of everything that parses outside input: paths,
+//! token headers, configuration files (TOML, JSON, YAML, .fintorc),
+//! bootstrap bodies and plugin results. Each property runs a bounded number
+//! of cases (`PROPTEST_CASES` overrides); a panic or a broken property is a
+//! failed test, and proptest prints the shrunk input.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ersatz::normalise::{normalise, Target, VERSIONS};
+use ersatz::plugin::{resolved, types};
+use ersatz::provider::{Provider, Request, Resolved};
+use ersatz::router::Router;
+use ersatz::session::{parse_ttl, Sessions};
+use proptest::prelude::*;
+
+const CASES: u32 = 4000;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(CASES),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Paths as clients write them: versions, known segments, slashes, dots,
+/// percent signs and anything else.
+fn path() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        prop::sample::select(VERSIONS.to_vec()).prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "meta-data",
+            "iam",
+            "info",
+            "dynamic",
+            "api",
+            "token",
+            "..",
+            ".",
+            ""
+        ])
+        .prop_map(str::to_owned),
+        "[a-zA-Z0-9=%._~-]{0,12}",
+        any::<String>(),
+    ];
+    prop::collection::vec(segment, 0..8).prop_map(|segments| format!("/{}", segments.join("/")))
+}
+
+struct Named;
+
+#[async_trait]
+impl Provider for Named {
+    async fn resolve(&self, _: &Request<'_>) -> Resolved {
+        Resolved::NotFound
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn normalised_paths_are_clean_tree_paths(raw in path()) {
+        match normalise(&raw) {
+            Target::Versions => prop_assert!(raw.chars().all(|c| c == '/')),
+            Target::Tree { path, latest } => {
+                prop_assert!(!path.starts_with('/') && !path.ends_with('/') && !path.contains("//"), "{path:?}");
+                prop_assert!(path.split('/').all(|s| s != ".." && s != "."), "{path:?}");
+                prop_assert_eq!(latest, raw.split('/').find(|s| !s.is_empty()) == Some("latest"));
+            }
+            Target::Unknown => {}
+        }
+    }
+
+    #[test]
+    fn routing_picks_the_longest_whole_segment_mount(raw in path()) {
+        let router = Router::new(vec![
+            (String::new(), Arc::new(Named) as Arc<dyn Provider>),
+            ("meta-data/iam".into(), Arc::new(Named)),
+            ("meta-data/public-keys".into(), Arc::new(Named)),
+        ]);
+        if let Target::Tree { path, .. } = normalise(&raw) {
+            let (_, rest) = router.route(&path).expect("the root mount takes everything");
+            prop_assert!(path.ends_with(rest));
+            for mount in ["meta-data/iam", "meta-data/public-keys"] {
+                if path == mount || path.starts_with(&format!("{mount}/")) {
+                    prop_assert_eq!(rest, path[mount.len()..].trim_start_matches('/'));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_ttls_are_whole_numbers_from_1_to_21600(bytes in prop::collection::vec(any::<u8>(), 0..12), n in any::<i64>()) {
+        let parsed = parse_ttl(Some(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        let expected = text.trim().parse::<u64>().ok().filter(|t| (1..=21_600).contains(t));
+        prop_assert_eq!(parsed.ok(), expected);
+        let number = n.to_string();
+        prop_assert_eq!(parse_ttl(Some(number.as_bytes())).is_ok(), (1..=21_600).contains(&n));
+    }
+
+    #[test]
+    fn only_issued_tokens_verify(noise in prop::collection::vec(any::<u8>(), 0..120), flip in 0usize..75) {
+        let sessions = Sessions::with_key([42; 32]);
+        prop_assert_eq!(sessions.check(&noise), None);
+        let token = sessions.issue(60).into_bytes();
+        prop_assert!(sessions.check(&token).is_some());
+        let mut altered = token.clone();
+        let at = flip % altered.len();
+        altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+        prop_assert_eq!(sessions.check(&altered), None);
+    }
+
+    #[test]
+    fn bootstrap_bodies_are_accepted_only_with_both_keys(body in bootstrap_body()) {
+        let parsed = ersatz::admin::bootstrap::parse(body.as_bytes());
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) {
+            let has = |k: &str| value.get(k).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty());
+            if parsed.is_ok() {
+                prop_assert!(has("AccessKeyId") && has("SecretAccessKey"));
+            }
+        } else {
+            prop_assert!(parsed.is_err());
+        }
+        if let Err(reason) = parsed {
+            prop_assert!(!reason.contains("fuzzSecretValue"), "a reason quoted a secret: {reason}");
+        }
+    }
+
+    #[test]
+    fn plugin_results_always_make_a_response(content_type in any::<String>(), body in prop::collection::vec(any::<u8>(), 0..64), entries in prop::collection::vec(any::<String>(), 0..6)) {
+        let leaf = resolved(types::Response::Leaf(types::Leaf { body: body.clone(), content_type }));
+        match leaf {
+            Resolved::Leaf { body: served, .. } => prop_assert_eq!(served.as_ref(), body.as_slice()),
+            _ => prop_assert!(false, "a leaf stays a leaf"),
+        }
+        let joined = entries.join("\n");
+        match resolved(types::Response::Directory(entries)) {
+            Resolved::Dir(listing) => prop_assert_eq!(listing.as_ref(), joined.as_bytes()),
+            _ => prop_assert!(false, "a directory stays a directory"),
+        }
+    }
+}
+
+fn bootstrap_body() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        Just("\"fuzzSecretValue\"".to_owned()),
+        Just("\"\"".to_owned()),
+        Just("null".to_owned()),
+        Just("12".to_owned()),
+        "\"[A-Z0-9]{0,20}\"",
+    ];
+    let key = prop::sample::select(vec![
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Source",
+        "Other",
+    ]);
+    prop_oneof![
+        prop::collection::btree_map(key, value, 0..5).prop_map(|fields: BTreeMap<&str, String>| {
+            let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        }),
+        any::<String>(),
+    ]
+}
+
+/// Configuration files: known keys with values of every type, and noise, in
+/// every format. Loading one must give a configuration or an error that
+/// names the file, never a panic.
+fn config_file() -> impl Strategy<Value = (String, String)> {
+    let key = prop::sample::select(vec![
+        "server.listen",
+        "server.admin_listen",
+        "server.max_connections",
+        "server.allowed_hosts",
+        "imds.v1",
+        "instance.id",
+        "instance.region",
+        "instance.availability_zone",
+        "instance.type",
+        "instance.local_ipv4",
+        "instance.mac",
+        "instance.tags",
+        "default_role",
+        "roles.r.source",
+        "roles.r.arn",
+        "roles.r.duration",
+        "sources.s.type",
+        "sources.s.access_key_id",
+        "sources.s.secret_access_key",
+        "events.spot.after",
+        "credentials.refresh_margin",
+        "clients",
+        "metadata.x",
+        "snapshot",
+        "plugins",
+    ]);
+    let value = prop_oneof![
+        Just("\"127.0.0.1:0\"".to_owned()),
+        Just("[\"127.0.0.1:0\"]".to_owned()),
+        Just("\"static\"".to_owned()),
+        Just("\"1h\"".to_owned()),
+        Just("\"disabled\"".to_owned()),
+        Just("\"us-east-1\"".to_owned()),
+        Just("0".to_owned()),
+        Just("true".to_owned()),
+        Just("[]".to_owned()),
+        "\"[ -~]{0,12}\"",
+        "-?[0-9]{1,6}",
+    ];
+    let toml = prop::collection::vec((key, value), 0..6).prop_map(|pairs| {
+        // Dotted keys, one per line: TOML's own syntax for nested tables.
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect::<String>()
+    });
+    prop_oneof![
+        toml.prop_map(|t| ("c.toml".to_owned(), t)),
+        any::<String>().prop_map(|t| ("c.toml".to_owned(), t)),
+        any::<String>().prop_map(|t| ("c.json".to_owned(), t)),
+        any::<String>().prop_map(|t| ("c.yaml".to_owned(), t)),
+        any::<String>().prop_map(|t| (".fintorc".to_owned(), t)),
+        "\\{\"roles\": \\{\"[a-z]{1,5}\": \"[ -~]{0,30}\"\\}, \"default_role\": \"[a-z]{0,5}\"\\}"
+            .prop_map(|t| (".fintorc".to_owned(), t)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: config().cases / 4, ..config() })]
+
+    #[test]
+    fn configuration_files_load_or_say_why((name, contents) in config_file()) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(&name);
+        std::fs::write(&file, &contents).unwrap();
+        if let Err(error) = ersatz::config::load(Some(&file), &Default::default()) {
+            let message = error.to_string();
+            prop_assert!(!message.is_empty());
+            prop_assert!(message.contains(&file.display().to_string()) || !error.key.is_empty() || message.contains("ERSATZ_"), "{message}");
+        }
+    }
+}
