@@ -892,3 +892,61 @@ async fn metrics_count_requests_tokens_sts_calls_and_cache_hits() {
         1
     );
 }
+
+/// Credentials through an STS that turns `fault`: the last good set until it
+/// expires, then the Failure document promptly (no request hangs on the
+/// faulty STS), `/status` telling the truth, and recovery after.
+async fn rides_out(fault: common::Fault) {
+    let moto = Moto::start();
+    let proxy = StsProxy::start(&moto.url);
+    let server = Ersatz::with_toml(&format!(
+        "{}duration = \"6s\"\n\n[credentials]\nrefresh_margin = \"3s\"\n",
+        static_role_config(&proxy.url)
+    ));
+    let status = |server: &Ersatz| {
+        let url = server.admin_url.clone();
+        async move { post_json(&url, Method::GET, "/status", "").await.1 }
+    };
+    let good = document(&server, "web").await;
+    let expiry = parse_time(&good["Expiration"]);
+    proxy.set_fault(fault);
+    while std::time::SystemTime::now() + Duration::from_millis(500) < expiry {
+        let now = document(&server, "web").await;
+        assert_eq!(now["AccessKeyId"], good["AccessKeyId"], "{fault:?}: {now}");
+        assert_eq!(status(&server).await, "true\n");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let started = std::time::Instant::now();
+    let failed = tokio::time::timeout(Duration::from_secs(6), document(&server, "web"))
+        .await
+        .unwrap_or_else(|_| panic!("{fault:?}: a request hung on the faulty STS"));
+    assert_eq!(failed["Code"], "Failure", "{fault:?}: {failed}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{fault:?}: answered promptly"
+    );
+    assert_eq!(status(&server).await, "false\n");
+
+    proxy.set_fault(common::Fault::None);
+    let mut recovered = failed;
+    for _ in 0..160 {
+        recovered = document(&server, "web").await;
+        if recovered["Code"] == "Success" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(recovered["Code"], "Success", "{fault:?}: {recovered}");
+    assert_eq!(status(&server).await, "true\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sts_neither_stalls_requests_nor_loses_valid_credentials() {
+    rides_out(common::Fault::Slow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_sts_neither_stalls_requests_nor_loses_valid_credentials() {
+    rides_out(common::Fault::Throttle).await;
+}

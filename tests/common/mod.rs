@@ -414,7 +414,20 @@ pub struct StsProxy {
     assume_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fault: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
+
+/// What the proxy does to requests that reach it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fault {
+    None = 0,
+    /// Holds each request far past the STS client's timeouts.
+    Slow = 1,
+    /// Answers STS's throttling error.
+    Throttle = 2,
+}
+
+const THROTTLED: &str = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>ersatz-test</RequestId></ErrorResponse>";
 
 impl StsProxy {
     pub fn start(upstream: &str) -> Self {
@@ -423,11 +436,17 @@ impl StsProxy {
         let assume_calls = Arc::new(AtomicUsize::new(0));
         let refused = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
+        let fault = Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.to_owned();
-        let (calls, is_down, dropped) = (assume_calls.clone(), down.clone(), refused.clone());
+        let (calls, is_down, dropped, faulty) = (
+            assume_calls.clone(),
+            down.clone(),
+            refused.clone(),
+            fault.clone(),
+        );
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -445,16 +464,33 @@ impl StsProxy {
                         drop(stream);
                         continue;
                     }
-                    let (calls, upstream) = (calls.clone(), upstream.clone());
+                    let (calls, upstream, faulty) =
+                        (calls.clone(), upstream.clone(), faulty.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(
                             move |request: Request<hyper::body::Incoming>| {
-                                let (calls, upstream) = (calls.clone(), upstream.clone());
+                                let (calls, upstream, faulty) =
+                                    (calls.clone(), upstream.clone(), faulty.clone());
                                 async move {
                                     let (parts, body) = request.into_parts();
                                     let body = body.collect().await?.to_bytes();
                                     if body.windows(17).any(|w| w == b"Action=AssumeRole") {
                                         calls.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    match faulty.load(Ordering::SeqCst) {
+                                        1 => tokio::time::sleep(Duration::from_secs(60)).await,
+                                        2 => {
+                                            let mut throttled = http::Response::new(Full::new(
+                                                Bytes::from(THROTTLED),
+                                            ));
+                                            *throttled.status_mut() = StatusCode::BAD_REQUEST;
+                                            throttled.headers_mut().insert(
+                                                "content-type",
+                                                "text/xml".parse().unwrap(),
+                                            );
+                                            return Ok(throttled);
+                                        }
+                                        _ => {}
                                     }
                                     let mut forwarded = Request::from_parts(parts, Full::new(body));
                                     forwarded.headers_mut().remove("host");
@@ -496,7 +532,13 @@ impl StsProxy {
             assume_calls,
             refused,
             down,
+            fault,
         }
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.fault
+            .store(fault as u8, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Connections dropped while down: each an attempt to reach STS.

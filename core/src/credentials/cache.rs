@@ -21,6 +21,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// After a failed fetch, requests get that failure for this long instead of
 /// queueing one STS call each.
 const FAILURE_HOLD: Duration = Duration::from_secs(1);
+/// How long a request with nothing valid to serve waits for a fetch already
+/// in flight (a cold start takes far less; a hung STS takes its whole
+/// timeout, and no IMDS client waits that long).
+const WAIT_FOR_FETCH: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshPolicy {
@@ -181,7 +185,12 @@ impl CredentialSource for Cached {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(held);
         }
-        let _flight = self.in_flight.lock().await;
+        let Ok(_flight) = tokio::time::timeout(WAIT_FOR_FETCH, self.in_flight.lock()).await else {
+            return Err(SourceError(format!(
+                "{}: still waiting for credentials from the source; try again",
+                self.label
+            )));
+        };
         // Whoever held the lock before us may have fetched already.
         if let Some(held) = self.peek() {
             return Ok(held);
