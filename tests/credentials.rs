@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::imds::client::Client as ImdsClient;
@@ -949,4 +951,149 @@ async fn a_slow_sts_neither_stalls_requests_nor_loses_valid_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_sts_neither_stalls_requests_nor_loses_valid_credentials() {
     rides_out(common::Fault::Throttle).await;
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The soak: several clients (v2 with tokens, v1, credentials, identity)
+/// for `ERSATZ_SOAK_MINUTES` (15 s in the test run), sessions refreshing
+/// throughout (15-minute sessions from a 30-minute soak up), and STS down for
+/// a stretch in the middle. Zero failed requests, and no memory growth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_mixed_load_through_an_sts_outage() {
+    let minutes: f64 = std::env::var("ERSATZ_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0.25);
+    let total = Duration::from_secs_f64(minutes * 60.0);
+    let session = if minutes >= 30.0 {
+        Duration::from_secs(15 * 60)
+    } else {
+        (total / 6).max(Duration::from_secs(8))
+    };
+    let moto = Moto::start();
+    let proxy = StsProxy::start(&moto.url);
+    let server = Ersatz::with_toml(&format!(
+        "{}duration = \"{}s\"\n\n[credentials]\nrefresh_margin = \"{}s\"\n",
+        static_role_config(&proxy.url),
+        session.as_secs(),
+        session.as_secs() / 3
+    ));
+    let deadline = std::time::Instant::now() + total;
+    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|kind| {
+            let (url, requests, failures) =
+                (server.url.clone(), requests.clone(), failures.clone());
+            tokio::spawn(async move {
+                let mut token = String::new();
+                while std::time::Instant::now() < deadline {
+                    let ok = match kind {
+                        0 => {
+                            if token.is_empty() {
+                                token = common::send(
+                                    &url,
+                                    Method::PUT,
+                                    "/latest/api/token",
+                                    &[("X-aws-ec2-metadata-token-ttl-seconds", "900")],
+                                )
+                                .await
+                                .text();
+                            }
+                            let reply = common::send(
+                                &url,
+                                Method::GET,
+                                "/latest/meta-data/iam/security-credentials/web",
+                                &[("X-aws-ec2-metadata-token", &token)],
+                            )
+                            .await;
+                            reply.status == StatusCode::OK && reply.json()["Code"] == "Success"
+                        }
+                        1 => {
+                            common::send(&url, Method::GET, "/latest/meta-data/", &[])
+                                .await
+                                .status
+                                == StatusCode::OK
+                        }
+                        2 => {
+                            let reply = common::send(
+                                &url,
+                                Method::GET,
+                                "/latest/meta-data/iam/security-credentials/web",
+                                &[],
+                            )
+                            .await;
+                            reply.status == StatusCode::OK && reply.json()["Code"] == "Success"
+                        }
+                        _ => {
+                            common::send(
+                                &url,
+                                Method::GET,
+                                "/latest/dynamic/instance-identity/document",
+                                &[],
+                            )
+                            .await
+                            .status
+                                == StatusCode::OK
+                        }
+                    };
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // The outage: shorter than the refresh margin, so valid credentials last.
+    let outage_start = total * 2 / 5;
+    let outage = session / 4;
+    let mut rss = Vec::new();
+    let sample = (total / 20).max(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let mut outage_done = false;
+    while std::time::Instant::now() < deadline {
+        let elapsed = started.elapsed();
+        if elapsed >= outage_start && elapsed < outage_start + outage {
+            proxy.set_down(true);
+        } else if elapsed >= outage_start + outage && !outage_done {
+            proxy.set_down(false);
+            outage_done = true;
+        }
+        rss.push(rss_kib(server.pid()));
+        tokio::time::sleep(sample.min(Duration::from_millis(500))).await;
+    }
+    proxy.set_down(false);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (requests, failures) = (
+        requests.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    let baseline = rss[rss.len().min(4) - 1];
+    let last = *rss.last().unwrap();
+    let peak = *rss.iter().max().unwrap();
+    eprintln!(
+        "soak: {minutes} min, {requests} requests, {failures} failures, {} STS refusals during the outage, RSS {baseline} KiB after warm-up, {peak} KiB peak, {last} KiB at the end",
+        proxy.refused()
+    );
+    assert!(requests > 100, "{requests}");
+    assert_eq!(failures, 0);
+    assert!(
+        proxy.assume_calls() >= 2,
+        "credentials were refreshed during the soak"
+    );
+    assert!(
+        last <= baseline + baseline / 2 + 16 * 1024,
+        "RSS grew from {baseline} to {last} KiB"
+    );
 }
