@@ -461,6 +461,38 @@ fn openssl(args: &[&str], dir: &std::path::Path) -> std::process::Output {
         .expect("openssl runs")
 }
 
+/// `openssl smime -verify` of a served PKCS #7 body (armoured as AWS tells
+/// users to) over the file `content`, with `certificate`.
+fn verify_pkcs7(
+    dir: &std::path::Path,
+    name: &str,
+    body: &[u8],
+    content: &str,
+    certificate: &str,
+) -> std::process::Output {
+    let armoured = format!(
+        "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
+        String::from_utf8_lossy(body)
+    );
+    std::fs::write(dir.join(name), armoured).unwrap();
+    openssl(
+        &[
+            "smime",
+            "-verify",
+            "-in",
+            name,
+            "-inform",
+            "PEM",
+            "-content",
+            content,
+            "-certfile",
+            certificate,
+            "-noverify",
+        ],
+        dir,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() {
     let state = tempfile::tempdir().unwrap();
@@ -550,28 +582,8 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
             body.split(|b| *b == b'\n').all(|line| line.len() <= 64),
             "{form} in 64-column lines"
         );
-        let armoured = format!(
-            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
-            String::from_utf8_lossy(&body)
-        );
-        std::fs::write(dir.path().join(form), armoured).unwrap();
         for (file, ok) in [("document", true), ("tampered", false)] {
-            let out = openssl(
-                &[
-                    "smime",
-                    "-verify",
-                    "-in",
-                    form,
-                    "-inform",
-                    "PEM",
-                    "-content",
-                    file,
-                    "-certfile",
-                    "certificate",
-                    "-noverify",
-                ],
-                dir.path(),
-            );
+            let out = verify_pkcs7(dir.path(), form, &body, file, "certificate");
             assert_eq!(
                 out.status.success(),
                 ok,
@@ -590,30 +602,7 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
         .get("/latest/dynamic/instance-identity/pkcs7")
         .await
         .body;
-    std::fs::write(
-        dir.path().join("again"),
-        format!(
-            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
-            String::from_utf8_lossy(&body)
-        ),
-    )
-    .unwrap();
-    let out = openssl(
-        &[
-            "smime",
-            "-verify",
-            "-in",
-            "again",
-            "-inform",
-            "PEM",
-            "-content",
-            "document",
-            "-certfile",
-            "certificate",
-            "-noverify",
-        ],
-        dir.path(),
-    );
+    let out = verify_pkcs7(dir.path(), "again", &body, "document", "certificate");
     assert!(
         out.status.success(),
         "{}",
@@ -897,29 +886,12 @@ async fn identity_key_and_certificate_can_come_from_the_configuration() {
         .get("/latest/dynamic/instance-identity/rsa2048")
         .await
         .body;
-    std::fs::write(
-        dir.path().join("rsa2048"),
-        format!(
-            "-----BEGIN PKCS7-----\n{}\n-----END PKCS7-----\n",
-            String::from_utf8_lossy(&body)
-        ),
-    )
-    .unwrap();
-    let out = openssl(
-        &[
-            "smime",
-            "-verify",
-            "-in",
-            "rsa2048",
-            "-inform",
-            "PEM",
-            "-content",
-            "document",
-            "-certfile",
-            certificate.to_str().unwrap(),
-            "-noverify",
-        ],
+    let out = verify_pkcs7(
         dir.path(),
+        "rsa2048",
+        &body,
+        "document",
+        certificate.to_str().unwrap(),
     );
     assert!(
         out.status.success(),
