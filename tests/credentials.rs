@@ -1053,23 +1053,36 @@ async fn soak_mixed_load_through_an_sts_outage() {
             })
         })
         .collect();
-    // The outage: shorter than the refresh margin, so valid credentials last.
-    let outage_start = total * 2 / 5;
-    let outage = session / 4;
+    // The outage starts just before a refresh is due (read off the served
+    // Expiration), and lasts half the refresh margin: the refresh must fail,
+    // be retried, and land before the credentials expire.
+    let margin = session / 3;
     let mut rss = Vec::new();
-    let sample = (total / 20).max(Duration::from_millis(500));
+    let sample = (total / 20).clamp(Duration::from_millis(200), Duration::from_millis(500));
     let started = std::time::Instant::now();
-    let mut outage_done = false;
+    let mut outage: Option<std::time::Instant> = None;
     while std::time::Instant::now() < deadline {
-        let elapsed = started.elapsed();
-        if elapsed >= outage_start && elapsed < outage_start + outage {
-            proxy.set_down(true);
-        } else if elapsed >= outage_start + outage && !outage_done {
-            proxy.set_down(false);
-            outage_done = true;
+        if started.elapsed() >= total * 2 / 5 {
+            match outage {
+                None => {
+                    let served = document(&server, "web").await;
+                    let refresh_at = parse_time(&served["Expiration"]) - margin;
+                    if std::time::SystemTime::now() + Duration::from_millis(300) >= refresh_at {
+                        proxy.set_down(true);
+                        outage = Some(std::time::Instant::now() + margin / 2);
+                    }
+                }
+                Some(end) if std::time::Instant::now() >= end => proxy.set_down(false),
+                Some(_) => {}
+            }
         }
         rss.push(rss_kib(server.pid()));
-        tokio::time::sleep(sample.min(Duration::from_millis(500))).await;
+        tokio::time::sleep(if outage.is_none() {
+            Duration::from_millis(50)
+        } else {
+            sample
+        })
+        .await;
     }
     proxy.set_down(false);
     for client in clients {
@@ -1088,6 +1101,10 @@ async fn soak_mixed_load_through_an_sts_outage() {
     );
     assert!(requests > 100, "{requests}");
     assert_eq!(failures, 0);
+    assert!(
+        outage.is_some() && proxy.refused() > 0,
+        "a refresh met the outage"
+    );
     assert!(
         proxy.assume_calls() >= 2,
         "credentials were refreshed during the soak"

@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 
 use crate::client::AdminClient;
 use crate::config::{self, Overrides};
+use crate::exec;
 use crate::net;
 use crate::provider::identity::IdentityKey;
 use crate::server::{self, App};
@@ -422,7 +423,7 @@ pub fn main() -> ExitCode {
                 .as_str()
                 .ok_or_else(|| format!("the server has no role named \"{alias}\""))?;
             let token = ecs["token"].as_str().unwrap_or_default();
-            let code = server::run_with_container_credentials(url, token, &command)
+            let code = exec::run_with_container_credentials(url, token, &command)
                 .await
                 .map_err(|e| e.to_string())?;
             std::process::exit(code);
@@ -438,7 +439,7 @@ pub fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(error) => return config_failure(&error),
             };
-            match runtime().block_on(server::exec(loaded, role, &command)) {
+            match runtime().block_on(exec::exec(loaded, role, &command)) {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
                 Err(error) => {
                     eprintln!("ersatz: {error}");

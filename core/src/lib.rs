@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod encoder;
+pub mod exec;
 pub mod guard;
 pub mod imds;
 pub mod instance;

@@ -1,6 +1,5 @@
 //! Builds the services from a configuration and runs them until a signal.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,19 +10,15 @@ use tokio::sync::watch;
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
 use crate::admin::{Admin, EcsInfo};
-use crate::config::{
-    self, expand_home, mount_path, Config, ConfigError, Loaded, Overrides, SourceConfig,
-};
+use crate::config::{self, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
+use crate::credentials::build::{build_sources, DEFAULT_DURATION};
 use crate::credentials::roles::RoleSpec;
-use crate::credentials::{
-    AssumeParams, AssumeRole, BootstrapSource, Cached, CredentialSource, RefreshPolicy, Roles,
-    SdkSource, StaticSource,
-};
+use crate::credentials::{AssumeParams, RefreshPolicy, Roles};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::listener::{self, Handler};
-use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
+use crate::plugin::{Plugin, PluginEngine, PluginSpec, WasmProvider};
 use crate::provider::events::{
     Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
 };
@@ -45,12 +40,6 @@ pub struct App {
     pub events: Arc<Events>,
     plugin_engine: std::sync::Mutex<Option<Arc<PluginEngine>>>,
     ecs_token: Arc<str>,
-}
-
-/// The sources a configuration names, built callers first.
-struct Sources {
-    all: BTreeMap<String, Arc<dyn CredentialSource>>,
-    bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
 }
 
 /// What serves metadata: rebuilt as a whole on reload (events carry over).
@@ -410,103 +399,6 @@ async fn build_imds(
     })
 }
 
-/// STS's default session length.
-const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
-
-fn build_sources(
-    config: &Config,
-    policy: RefreshPolicy,
-    plugins: &[(Option<String>, Arc<Plugin>)],
-) -> Sources {
-    let mut sources = Sources {
-        all: BTreeMap::new(),
-        bootstraps: BTreeMap::new(),
-    };
-    for name in config.sources.keys() {
-        build_source(config, name, policy, plugins, &mut sources);
-    }
-    sources
-}
-
-/// Builds `name` after its caller (the configuration has no cycles).
-fn build_source(
-    config: &Config,
-    name: &str,
-    policy: RefreshPolicy,
-    plugins: &[(Option<String>, Arc<Plugin>)],
-    built: &mut Sources,
-) -> Arc<dyn CredentialSource> {
-    if let Some(source) = built.all.get(name) {
-        return source.clone();
-    }
-    let source: Arc<dyn CredentialSource> = match &config.sources[name] {
-        SourceConfig::Static {
-            access_key_id,
-            secret_access_key,
-            session_token,
-        } => Arc::new(StaticSource::new(
-            access_key_id,
-            secret_access_key,
-            session_token.as_ref(),
-        )),
-        SourceConfig::Profile { file, profile } => {
-            let file = file.as_ref().map(|f| expand_home(&f.to_string_lossy()));
-            let sdk = SdkSource::profile(file.as_deref(), profile.as_deref());
-            Cached::new(format!("source {name}"), Arc::new(sdk), policy)
-        }
-        SourceConfig::Chain {} => Cached::new(
-            format!("source {name}"),
-            Arc::new(SdkSource::chain()),
-            policy,
-        ),
-        SourceConfig::Plugin { plugin } => {
-            let plugin = plugins
-                .iter()
-                .find(|(_, p)| &p.name == plugin)
-                .map(|(_, p)| p.clone())
-                .expect("the configuration checked the plugin exists");
-            Cached::new(
-                format!("source {name}"),
-                Arc::new(PluginSource { plugin }),
-                policy,
-            )
-        }
-        SourceConfig::Bootstrap {} => {
-            let bootstrap = Arc::new(BootstrapSource::default());
-            built.bootstraps.insert(name.to_owned(), bootstrap.clone());
-            bootstrap
-        }
-        SourceConfig::AssumeRole {
-            caller,
-            arn,
-            duration,
-            session_name,
-            external_id,
-            region,
-            sts_endpoint,
-        } => {
-            let caller = build_source(config, caller, policy, plugins, built);
-            let params = AssumeParams {
-                arn: arn.clone(),
-                session_name: session_name
-                    .clone()
-                    .unwrap_or_else(|| format!("ersatz-{name}")),
-                duration: duration.map_or(DEFAULT_DURATION, |d| d.0),
-                external_id: external_id.clone(),
-                region: region.clone(),
-                sts_endpoint: sts_endpoint.clone(),
-            };
-            Cached::new(
-                format!("source {name}"),
-                Arc::new(AssumeRole::new(params, caller)),
-                policy,
-            )
-        }
-    };
-    built.all.insert(name.to_owned(), source.clone());
-    source
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     getrandom::getrandom(&mut raw).expect("the OS random generator is available");
@@ -606,73 +498,4 @@ async fn wait_for_stop_signal(reloader: &Reloader) {
             }
         }
     }
-}
-
-/// `ersatz exec`: serves metadata on a free loopback port for as long as
-/// `command` runs, handing it the container-credentials endpoint of `role`
-/// (aws-vault's safer mode: a random token, no keys in the environment).
-/// Returns the command's exit code.
-pub async fn exec(
-    loaded: Loaded,
-    role: Option<String>,
-    command: &[String],
-) -> Result<i32, Box<dyn std::error::Error>> {
-    let bound = listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let url = format!("http://{}", bound.local_addr()?);
-    let (app, _) = App::build(&loaded, vec![url.clone()]).await?;
-    let alias = role.unwrap_or_else(|| app.roles.active());
-    if app.roles.get(&alias).is_none() {
-        return Err(format!(
-            "no role named \"{alias}\" (defined: {})",
-            app.roles.aliases().join(", ")
-        )
-        .into());
-    }
-    let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(listener::serve(
-        bound,
-        app.imds.clone(),
-        stopped,
-        Arc::new(GracefulShutdown::new()),
-        loaded.config.server.max_connections,
-    ));
-    let code =
-        run_with_container_credentials(&format!("{url}/ecs/{alias}"), &app.imds.ecs.token, command)
-            .await;
-    let _ = stop.send(true);
-    let _ = server.await;
-    code
-}
-
-/// Runs `command` with `AWS_CONTAINER_CREDENTIALS_FULL_URI` = `url` and its
-/// token, and without keys in its environment (they would win in every SDK).
-/// Returns its exit code (128 + signal when killed).
-pub async fn run_with_container_credentials(
-    url: &str,
-    token: &str,
-    command: &[String],
-) -> Result<i32, Box<dyn std::error::Error>> {
-    let (program, args) = command.split_first().ok_or("no command to run")?;
-    let mut child = tokio::process::Command::new(program);
-    child
-        .args(args)
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token);
-    for key in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    ] {
-        child.env_remove(key);
-    }
-    let status = child
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

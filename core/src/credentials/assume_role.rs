@@ -111,7 +111,9 @@ impl CredentialSource for AssumeRole {
             access_key_id: credentials.access_key_id().to_owned(),
             secret_access_key: Secret::new(credentials.secret_access_key()),
             session_token: Some(Secret::new(credentials.session_token())),
-            expiration: SystemTime::try_from(*credentials.expiration()).ok(),
+            expiration: SystemTime::try_from(*credentials.expiration())
+                .ok()
+                .map(Credentials::whole_seconds),
             issued,
         }))
     }

@@ -17,6 +17,8 @@ use super::{CredentialSource, Credentials, SourceError};
 use crate::timefmt::iso_seconds;
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The shortest pause between retries, however close the expiry.
+const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// After a failed fetch, requests get that failure for this long instead of
 /// queueing one STS call each.
@@ -169,8 +171,20 @@ async fn refresh_loop(cache: Weak<Cached>) {
         match refreshed {
             Ok(_) => backoff = RETRY_FIRST,
             Err(_) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_MAX);
+                // Back off, but never past the expiry: as it nears, retries
+                // come closer together, so a recovered STS is used in time.
+                let left = cache
+                    .upgrade()
+                    .and_then(|this| this.peek())
+                    .and_then(|held| held.expiration)
+                    .and_then(|expiration| expiration.duration_since(SystemTime::now()).ok());
+                let pause = left
+                    .map_or(backoff, |left| backoff.min(left / 2))
+                    .max(RETRY_MIN);
+                tokio::time::sleep(pause).await;
+                // Double what was actually waited, so quick retries near the
+                // expiry do not leave a long pause after it.
+                backoff = (pause * 2).min(RETRY_MAX);
             }
         }
     }

@@ -4,6 +4,7 @@
 
 mod assume_role;
 mod bootstrap;
+pub mod build;
 mod cache;
 mod document;
 pub mod roles;
@@ -38,6 +39,12 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The expiry as served: whole seconds, rounded down, so nothing is ever
+    /// served past the `Expiration` clients were shown.
+    pub fn whole_seconds(expiration: SystemTime) -> SystemTime {
+        crate::timefmt::floor(expiration, std::time::Duration::from_secs(1))
+    }
+
     pub fn is_valid_at(&self, at: SystemTime) -> bool {
         self.expiration.is_none_or(|expiration| expiration > at)
     }

@@ -80,7 +80,7 @@ impl CredentialSource for SdkSource {
             access_key_id: c.access_key_id().to_owned(),
             secret_access_key: Secret::new(c.secret_access_key()),
             session_token: c.session_token().map(Secret::new),
-            expiration: c.expiry(),
+            expiration: c.expiry().map(Credentials::whole_seconds),
             issued,
         }))
     }

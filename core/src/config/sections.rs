@@ -1,0 +1,269 @@
+//! The optional sections of the configuration and the value types they
+//! share (durations, sizes).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[identity]`: the key and certificate that sign the identity document;
+/// by default generated on first use and kept in the state directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PEM private key (RSA recommended).
+    pub key: Option<PathBuf>,
+    /// PEM certificate for that key.
+    pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRole {
+    /// `10.1.0.0/16`, `127.0.0.2/32`, `fd00::/8`, or one address.
+    pub cidr: String,
+    pub role: String,
+}
+
+/// `[events]`: lifecycle events on timelines counted from start-up (`after`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub spot: Option<SpotConfig>,
+    pub rebalance: Option<RebalanceConfig>,
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceConfig>,
+    pub autoscaling: Option<AutoscalingConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotAction {
+    Terminate,
+    Stop,
+    Hibernate,
+}
+
+/// A spot interruption notice, `after` start-up, for an action `warning`
+/// later (AWS gives two minutes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpotConfig {
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+    #[serde(default = "terminate")]
+    pub action: SpotAction,
+    #[serde(default = "two_minutes")]
+    pub warning: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+}
+
+/// A scheduled maintenance event, listed from `after`, due `not_before`
+/// after start-up, lasting `duration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub code: String,
+    #[serde(default = "zero")]
+    pub after: HumanDuration,
+    pub not_before: HumanDuration,
+    #[serde(default = "two_hours")]
+    pub duration: HumanDuration,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `active`, or `completed`/`canceled` (then under `history`).
+    #[serde(default = "active")]
+    pub state: String,
+}
+
+/// `autoscaling/target-lifecycle-state`: `state`, then `target` from `after`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingConfig {
+    #[serde(default = "in_service")]
+    pub state: String,
+    #[serde(default = "terminated")]
+    pub target: String,
+    pub after: HumanDuration,
+}
+
+fn zero() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
+fn two_minutes() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+fn two_hours() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7200))
+}
+fn terminate() -> SpotAction {
+    SpotAction::Terminate
+}
+fn active() -> String {
+    "active".into()
+}
+fn in_service() -> String {
+    "InService".into()
+}
+fn terminated() -> String {
+    "Terminated".into()
+}
+
+/// The maintenance event codes EC2 uses.
+pub const MAINTENANCE_CODES: &[&str] = &[
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+    "instance-retirement",
+    "instance-stop",
+];
+/// The states `autoscaling/target-lifecycle-state` takes.
+pub const LIFECYCLE_STATES: &[&str] = &[
+    "InService",
+    "Terminated",
+    "Warmed:Stopped",
+    "Warmed:Running",
+    "Warmed:Hibernated",
+    "Warmed:Terminated",
+];
+
+/// `[[plugins]]`: a WebAssembly component, mounted at a path and/or used as
+/// a credential source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Default: the file name without its extension.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where it serves, e.g. `/latest/meta-data/public-keys`; none for a
+    /// plugin used only as a credential source.
+    #[serde(default)]
+    pub mount: Option<String>,
+    pub wasm: PathBuf,
+    /// Handed to the plugin as JSON (`host.config`).
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+impl PluginConfig {
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.wasm
+                .file_stem()
+                .map_or_else(|| "plugin".into(), |s| s.to_string_lossy().into_owned())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Per call, from instantiation to answer.
+    #[serde(default = "default_plugin_timeout")]
+    pub timeout: HumanDuration,
+    /// `"16MiB"`, `"512KiB"` or bytes.
+    #[serde(default = "default_plugin_memory")]
+    pub memory: ByteSize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            timeout: default_plugin_timeout(),
+            memory: default_plugin_memory(),
+        }
+    }
+}
+
+fn default_plugin_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_millis(50))
+}
+
+fn default_plugin_memory() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
+/// A size written as `"16MiB"`, `"512KiB"`, `"1GiB"` or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(usize),
+            Text(String),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => return Ok(Self(bytes)),
+            Raw::Text(text) => text,
+        };
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(split);
+        let scale = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => 0,
+        };
+        match number.parse::<usize>() {
+            Ok(n) if scale > 0 => Ok(Self(n * scale)),
+            _ => Err(serde::de::Error::custom(format!(
+                "\"{text}\" is not a size like 16MiB, 512KiB or a number of bytes"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Refresh STS credentials this long before they expire (at most half
+    /// their lifetime). Above botocore's 15-minute advisory refresh, so SDKs
+    /// asking for new credentials get new ones.
+    pub refresh_margin: HumanDuration,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_margin: HumanDuration(Duration::from_secs(20 * 60)),
+        }
+    }
+}
+
+/// A duration written as `"1h"`, `"90s"`, `"15m"` or whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(seconds) => Ok(Self(Duration::from_secs(seconds))),
+            Raw::Text(text) => humantime::parse_duration(&text).map(Self).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "\"{text}\" is not a duration like 1h or 90s ({e})"
+                ))
+            }),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Checks that span keys (references between sections, value formats serde
+//! cannot express), each error naming the key it is about.
+
+use std::time::Duration;
+
+use super::{HumanDuration, Loaded, SourceConfig, LIFECYCLE_STATES, MAINTENANCE_CODES};
+use crate::config::ConfigError;
+
+pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
+    let config = &loaded.config;
+    if config.server.listen.is_empty() {
+        return Err(loaded.error("server.listen", "at least one address is needed"));
+    }
+    if config.server.max_connections == 0 {
+        return Err(loaded.error("server.max_connections", "must be at least 1"));
+    }
+    let source_exists = |key: &str, name: &str| {
+        if config.sources.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
+        Err(loaded.error(
+            key,
+            format!("no source named \"{name}\" (defined: {})", known.join(", ")),
+        ))
+    };
+    for (alias, role) in &config.roles {
+        source_exists(&format!("roles.{alias}.source"), &role.source)?;
+        if let Some(arn) = &role.arn {
+            check_arn(loaded, &format!("roles.{alias}.arn"), arn)?;
+        }
+        check_duration(loaded, &format!("roles.{alias}.duration"), role.duration)?;
+    }
+    for (name, source) in &config.sources {
+        if let SourceConfig::AssumeRole {
+            caller,
+            arn,
+            duration,
+            ..
+        } = source
+        {
+            source_exists(&format!("sources.{name}.caller"), caller)?;
+            check_arn(loaded, &format!("sources.{name}.arn"), arn)?;
+            check_duration(loaded, &format!("sources.{name}.duration"), *duration)?;
+            let mut seen = vec![name.as_str()];
+            let mut next = caller.as_str();
+            while let Some(SourceConfig::AssumeRole { caller, .. }) = config.sources.get(next) {
+                if seen.contains(&next) {
+                    return Err(loaded.error(
+                        &format!("sources.{name}.caller"),
+                        format!("callers form a cycle: {} → {next}", seen.join(" → ")),
+                    ));
+                }
+                seen.push(next);
+                next = caller;
+            }
+        }
+    }
+    if !config.clients.is_empty() && config.server.finto_routes {
+        return Err(loaded.error(
+            "clients",
+            "per-client roles cannot be combined with server.finto_routes: finto's routes hand any client any role",
+        ));
+    }
+    for (i, client) in config.clients.iter().enumerate() {
+        crate::provider::iam::Cidr::parse(&client.cidr)
+            .map_err(|reason| loaded.error(&format!("clients.{i}.cidr"), reason))?;
+        if !config.roles.contains_key(&client.role) {
+            return Err(loaded.error(
+                &format!("clients.{i}.role"),
+                format!("no role named \"{}\"", client.role),
+            ));
+        }
+    }
+    let identity = &config.identity;
+    if identity.key.is_some() != identity.certificate.is_some() {
+        let missing = if identity.key.is_some() {
+            "identity.certificate"
+        } else {
+            "identity.key"
+        };
+        return Err(loaded.error(
+            missing,
+            "set both identity.key and identity.certificate, or neither",
+        ));
+    }
+    for (i, event) in config.events.maintenance.iter().enumerate() {
+        if !MAINTENANCE_CODES.contains(&event.code.as_str()) {
+            return Err(loaded.error(
+                &format!("events.maintenance.{i}.code"),
+                format!(
+                    "\"{}\" is not one of {}",
+                    event.code,
+                    MAINTENANCE_CODES.join(", ")
+                ),
+            ));
+        }
+        if !["active", "completed", "canceled"].contains(&event.state.as_str()) {
+            return Err(loaded.error(
+                &format!("events.maintenance.{i}.state"),
+                "must be active, completed or canceled",
+            ));
+        }
+    }
+    if let Some(autoscaling) = &config.events.autoscaling {
+        for (key, state) in [
+            ("state", &autoscaling.state),
+            ("target", &autoscaling.target),
+        ] {
+            if !LIFECYCLE_STATES.contains(&state.as_str()) {
+                return Err(loaded.error(
+                    &format!("events.autoscaling.{key}"),
+                    format!("\"{state}\" is not one of {}", LIFECYCLE_STATES.join(", ")),
+                ));
+            }
+        }
+    }
+    if config.events.spot.is_some()
+        && config
+            .instance
+            .life_cycle
+            .as_deref()
+            .is_some_and(|l| l != "spot")
+    {
+        return Err(loaded.error(
+            "events.spot",
+            "spot notices need instance.life_cycle = \"spot\" (or leave it unset)",
+        ));
+    }
+    let mut names = Vec::new();
+    for (i, plugin) in config.plugins.iter().enumerate() {
+        let name = plugin.name();
+        if names.contains(&name) {
+            return Err(loaded.error(
+                &format!("plugins.{i}.name"),
+                format!("a second plugin named \"{name}\": give each a distinct name"),
+            ));
+        }
+        names.push(name);
+        if let Some(mount) = &plugin.mount {
+            mount_path(mount)
+                .map_err(|reason| loaded.error(&format!("plugins.{i}.mount"), reason))?;
+        }
+        let limits = plugin.limits;
+        if limits.timeout.0.is_zero() || limits.timeout.0 > Duration::from_secs(10) {
+            return Err(loaded.error(
+                &format!("plugins.{i}.limits.timeout"),
+                "must be more than 0 and at most 10s",
+            ));
+        }
+        if limits.memory.0 < (1 << 20) || limits.memory.0 > crate::plugin::MAX_PLUGIN_MEMORY {
+            return Err(loaded.error(
+                &format!("plugins.{i}.limits.memory"),
+                "must be between 1MiB and 256MiB",
+            ));
+        }
+    }
+    for (name, source) in &config.sources {
+        if let SourceConfig::Plugin { plugin } = source {
+            if !names.contains(plugin) {
+                return Err(loaded.error(
+                    &format!("sources.{name}.plugin"),
+                    format!(
+                        "no [[plugins]] entry named \"{plugin}\" (defined: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    match &config.default_role {
+        Some(role) if !config.roles.contains_key(role) => {
+            let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+            return Err(loaded.error(
+                "default_role",
+                format!("no role named \"{role}\" (defined: {})", known.join(", ")),
+            ));
+        }
+        None if config.roles.len() > 1 => {
+            return Err(loaded.error(
+                "default_role",
+                "several roles are defined: name the one to serve first",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_arn(loaded: &Loaded, key: &str, arn: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[5].starts_with("role/") {
+        Ok(())
+    } else {
+        Err(loaded.error(
+            key,
+            format!("\"{arn}\" is not a role ARN like arn:aws:iam::123456789012:role/NAME"),
+        ))
+    }
+}
+
+/// STS accepts 15 minutes to 12 hours; shorter is allowed for tests against
+/// STS stand-ins, so only the upper bound and zero are refused.
+fn check_duration(
+    loaded: &Loaded,
+    key: &str,
+    duration: Option<HumanDuration>,
+) -> Result<(), ConfigError> {
+    match duration {
+        Some(HumanDuration(d)) if d.is_zero() || d > Duration::from_secs(12 * 3600) => {
+            Err(loaded.error(key, "must be more than 0 and at most 12h"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A mount as a tree path: `/latest/meta-data/x/` → `meta-data/x`. The
+/// version prefix is optional; every version serves the same tree.
+pub fn mount_path(mount: &str) -> Result<String, String> {
+    let mut segments: Vec<&str> = mount.split('/').filter(|s| !s.is_empty()).collect();
+    if segments
+        .first()
+        .is_some_and(|first| crate::normalise::VERSIONS.contains(first))
+    {
+        segments.remove(0);
+    }
+    match segments.first() {
+        Some(&("meta-data" | "dynamic" | "user-data")) if !segments.contains(&"..") => Ok(segments.join("/")),
+        _ => Err(format!(
+            "\"{mount}\" is not a path under /latest/meta-data, /latest/dynamic or /latest/user-data"
+        )),
+    }
+}
