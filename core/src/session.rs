@@ -2,8 +2,10 @@
 //! key kept in the state directory, so they survive a restart (aws-sdk-rust
 //! caches a token for hours and retries a 401 with the same one).
 
+use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,6 +13,8 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::HeaderName;
 use sha2::Sha256;
+
+use crate::admin::constant_time_eq;
 
 // Header names as constants: a `&str` name is parsed again on every use.
 pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token");
@@ -20,11 +24,25 @@ pub const MAX_TTL: u64 = 21_600;
 const KEY_FILE: &str = "token.key";
 const NONCE_LEN: usize = 16;
 const TOKEN_LEN: usize = 8 + NONCE_LEN + 32;
+/// Unpadded base64 of `TOKEN_LEN` bytes.
+const TOKEN_TEXT_LEN: usize = (TOKEN_LEN * 4).div_ceil(3);
 
 pub struct Sessions {
     /// The HMAC with its key already absorbed: cloning it skips the two
     /// key-pad compressions on every request.
     keyed: Hmac<Sha256>,
+    /// Tells this key's entries in [`LAST_VERIFIED`] from another's.
+    id: u64,
+}
+
+static NEXT_SESSIONS_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The token this worker thread last verified, with its owner's id and
+    /// its expiry. A client reuses one token for hours, so most checks are
+    /// a compare instead of a decode and an HMAC. Tokens cannot be revoked,
+    /// so a verified one stays valid until it expires.
+    static LAST_VERIFIED: Cell<Option<(u64, [u8; TOKEN_TEXT_LEN], u64)>> = const { Cell::new(None) };
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +76,7 @@ impl Sessions {
     pub fn with_key(key: [u8; 32]) -> Self {
         Self {
             keyed: Hmac::<Sha256>::new_from_slice(&key).expect("any key length works"),
+            id: NEXT_SESSIONS_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -88,6 +107,20 @@ impl Sessions {
 
     /// Seconds the token has left, or `None` if it is forged or expired.
     pub fn check(&self, token: &[u8]) -> Option<u64> {
+        let text: [u8; TOKEN_TEXT_LEN] = token.try_into().ok()?;
+        let expiry = match LAST_VERIFIED.get() {
+            Some((id, last, expiry)) if id == self.id && constant_time_eq(&last, &text) => expiry,
+            _ => {
+                let expiry = self.verify(token)?;
+                LAST_VERIFIED.set(Some((self.id, text, expiry)));
+                expiry
+            }
+        };
+        expiry.checked_sub(now_secs()).filter(|left| *left > 0)
+    }
+
+    /// The expiry a genuine token carries.
+    fn verify(&self, token: &[u8]) -> Option<u64> {
         let mut raw = [0u8; TOKEN_LEN];
         match URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
             Ok(TOKEN_LEN) => {}
@@ -95,8 +128,7 @@ impl Sessions {
         }
         let (signed, tag) = raw.split_at(8 + NONCE_LEN);
         self.mac(signed).verify_slice(tag).ok()?;
-        let expiry = u64::from_be_bytes(signed[..8].try_into().expect("8 bytes"));
-        expiry.checked_sub(now_secs()).filter(|left| *left > 0)
+        Some(u64::from_be_bytes(signed[..8].try_into().expect("8 bytes")))
     }
 
     fn mac(&self, data: &[u8]) -> Hmac<Sha256> {
