@@ -888,6 +888,50 @@ async fn requests_from_web_pages_are_refused_on_both_listeners() {
     }
 }
 
+/// Reads until the server closes the connection, or gives up after `limit`.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_disconnected_after_client_timeout() {
+    let server = Ersatz::with_toml("[server]\nclient_timeout = \"1s\"\n");
+    let authority = server.url.trim_start_matches("http://").to_owned();
+
+    // Half a request head, then nothing.
+    let mut slow = std::net::TcpStream::connect(&authority).unwrap();
+    slow.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    let answered = closed_within(&mut slow, Duration::from_secs(5));
+    assert!(
+        answered.as_deref().is_some_and(|a| !a.contains("200 OK")),
+        "a client that never finishes its head is cut off: {answered:?}"
+    );
+
+    // A keep-alive connection that goes quiet after one answer.
+    let mut idle = std::net::TcpStream::connect(&authority).unwrap();
+    idle.write_all(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let answered = closed_within(&mut idle, Duration::from_secs(5));
+    assert!(
+        answered
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "an idle keep-alive connection is closed after its answer: {answered:?}"
+    );
+
+    // Neither took anything from anyone else.
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
     let server = Ersatz::with_toml("[server]\nmax_connections = 2\n");

@@ -179,6 +179,7 @@ fn config_file() -> impl Strategy<Value = (String, String)> {
         "server.listen",
         "server.admin_listen",
         "server.max_connections",
+        "server.client_timeout",
         "server.allowed_hosts",
         "imds.v1",
         "instance.id",

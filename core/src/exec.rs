@@ -36,7 +36,7 @@ pub async fn exec(
         app.imds.clone(),
         stopped,
         Arc::new(GracefulShutdown::new()),
-        loaded.config.server.max_connections,
+        listener::Limits::of(&loaded.config.server),
     ));
     let code =
         run_with_container_credentials(&format!("{url}/ecs/{alias}"), &app.imds.ecs.token, command)

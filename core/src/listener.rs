@@ -28,8 +28,6 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// A slow client gets this long to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Smallest buffer hyper allows; bounds the request head we accept.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
@@ -54,20 +52,42 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-/// Accepts until `stop` turns true; connections are tracked by `connections`
-/// and at most `max_connections` are open at once.
+/// What a listener allows its clients.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    /// Open connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// To send a request head, counted from the end of the previous answer
+    /// on a keep-alive connection, so idle connections close too.
+    pub client_timeout: Duration,
+}
+
+impl Limits {
+    pub fn of(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            max_connections: server.max_connections,
+            client_timeout: server.client_timeout.0,
+        }
+    }
+}
+
+/// Accepts until `stop` turns true; connections are tracked by `connections`.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
     connections: Arc<GracefulShutdown>,
-    max_connections: usize,
+    limits: Limits,
 ) {
+    let Limits {
+        max_connections,
+        client_timeout,
+    } = limits;
     let capacity = Arc::new(Semaphore::new(max_connections));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(client_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     loop {
         let (stream, peer) = tokio::select! {

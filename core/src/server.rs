@@ -441,7 +441,7 @@ pub async fn run(
             current.clone(),
             stopped.clone(),
             connections.clone(),
-            server.max_connections,
+            listener::Limits::of(server),
         )));
     }
     let admin_listener = listener::bind(server.admin_listen).await?;
@@ -454,7 +454,7 @@ pub async fn run(
         admin,
         stopped.clone(),
         connections.clone(),
-        server.max_connections,
+        listener::Limits::of(server),
     )));
     tracing::info!("ready");
 

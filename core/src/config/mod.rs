@@ -103,6 +103,10 @@ pub struct ServerConfig {
     /// Open connections per listener; more are answered 503 and closed.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// How long a client may take to send a request head, and how long an
+    /// idle keep-alive connection stays open.
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: HumanDuration,
     /// Also serve finto's `/roles` API on the metadata listener (finto did);
     /// on by default for a `.fintorc`, off for everything else.
     #[serde(default)]
@@ -320,4 +324,8 @@ pub use finto::expand_home;
 
 fn default_max_connections() -> usize {
     1024
+}
+
+fn default_client_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
 }

@@ -14,6 +14,9 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     if config.server.max_connections == 0 {
         return Err(loaded.error("server.max_connections", "must be at least 1"));
     }
+    if config.server.client_timeout.0.is_zero() {
+        return Err(loaded.error("server.client_timeout", "must be longer than zero"));
+    }
     let source_exists = |key: &str, name: &str| {
         if config.sources.contains_key(name) {
             return Ok(());
