@@ -876,6 +876,15 @@ async fn metrics_count_requests_tokens_sts_calls_and_cache_hits() {
         1
     );
     assert_eq!(metric(&text, "ersatz_sts_errors_total"), 0);
+    assert_eq!(
+        metric(
+            &text,
+            "ersatz_sts_call_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        1,
+        "the one call is in the latency histogram"
+    );
+    assert_eq!(metric(&text, "ersatz_sts_call_duration_seconds_count"), 1);
     assert!(metric(&text, "ersatz_credential_cache_hits_total") >= 2);
     assert_eq!(metric(&text, "ersatz_tokens_issued_total"), 1);
     assert_eq!(metric(&text, "ersatz_tokens_rejected_total"), 1);

@@ -21,6 +21,9 @@ const ROUTES: [(Route, &str); 4] = [
     (Route::Container, "container"),
 ];
 const STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 500, 503, 0];
+/// Upper bounds, in seconds, of the STS latency histogram's buckets: STS
+/// answers in tens of milliseconds; the SDK's own timeouts are seconds.
+const STS_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 // Templates for the static below, each use a fresh atomic.
 #[allow(clippy::declare_interior_mutable_const)]
@@ -36,23 +39,31 @@ pub struct Metrics {
     pub sts_calls: AtomicU64,
     pub sts_errors: AtomicU64,
     sts_micros: AtomicU64,
+    /// Calls per bucket of [`STS_BUCKETS`] (not cumulative), the last for
+    /// longer than all.
+    sts_latency: [AtomicU64; STS_BUCKETS.len() + 1],
     pub cache_hits: AtomicU64,
     pub refreshes: AtomicU64,
 }
 
-pub static METRICS: Metrics = Metrics {
-    requests: [ROW; ROUTES.len()],
-    tokens_issued: ZERO,
-    tokens_rejected: ZERO,
-    refused_connections: ZERO,
-    sts_calls: ZERO,
-    sts_errors: ZERO,
-    sts_micros: ZERO,
-    cache_hits: ZERO,
-    refreshes: ZERO,
-};
+pub static METRICS: Metrics = Metrics::new();
 
 impl Metrics {
+    const fn new() -> Self {
+        Self {
+            requests: [ROW; ROUTES.len()],
+            tokens_issued: ZERO,
+            tokens_rejected: ZERO,
+            refused_connections: ZERO,
+            sts_calls: ZERO,
+            sts_errors: ZERO,
+            sts_micros: ZERO,
+            sts_latency: [ZERO; STS_BUCKETS.len() + 1],
+            cache_hits: ZERO,
+            refreshes: ZERO,
+        }
+    }
+
     pub fn request(&self, route: Route, status: u16) {
         let column = STATUSES
             .iter()
@@ -64,9 +75,35 @@ impl Metrics {
     pub fn sts_call(&self, took: std::time::Duration, ok: bool) {
         self.sts_calls.fetch_add(1, Relaxed);
         self.sts_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        let seconds = took.as_secs_f64();
+        let bucket = STS_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(STS_BUCKETS.len());
+        self.sts_latency[bucket].fetch_add(1, Relaxed);
         if !ok {
             self.sts_errors.fetch_add(1, Relaxed);
         }
+    }
+
+    /// `ersatz_sts_call_duration_seconds`, a Prometheus histogram: buckets
+    /// are cumulative and end with `+Inf`, which equals `_count`.
+    fn render_sts_latency(&self, out: &mut String) {
+        const NAME: &str = "ersatz_sts_call_duration_seconds";
+        let _ = write!(
+            out,
+            "# HELP {NAME} STS AssumeRole call latency.\n# TYPE {NAME} histogram\n"
+        );
+        let mut cumulative = 0;
+        for (index, count) in self.sts_latency.iter().enumerate() {
+            cumulative += count.load(Relaxed);
+            let bound = STS_BUCKETS
+                .get(index)
+                .map_or_else(|| "+Inf".to_owned(), f64::to_string);
+            let _ = writeln!(out, "{NAME}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let seconds = self.sts_micros.load(Relaxed) as f64 / 1e6;
+        let _ = write!(out, "{NAME}_sum {seconds}\n{NAME}_count {cumulative}\n");
     }
 
     /// The text exposition format; `extra` lines (per role, per plugin) are
@@ -126,8 +163,7 @@ impl Metrics {
             "STS AssumeRole calls that failed.",
             self.sts_errors.load(Relaxed),
         );
-        let seconds = self.sts_micros.load(Relaxed) as f64 / 1e6;
-        let _ = write!(out, "# HELP ersatz_sts_call_seconds_total Time spent in STS AssumeRole calls.\n# TYPE ersatz_sts_call_seconds_total counter\nersatz_sts_call_seconds_total {seconds}\n");
+        self.render_sts_latency(&mut out);
         counter(
             &mut out,
             "ersatz_credential_cache_hits_total",
@@ -142,5 +178,32 @@ impl Metrics {
         );
         out.push_str(extra);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sts_latency_is_a_cumulative_histogram() {
+        let metrics = Metrics::new();
+        metrics.sts_call(Duration::from_millis(20), true);
+        metrics.sts_call(Duration::from_millis(300), true);
+        metrics.sts_call(Duration::from_secs(30), false);
+        let text = metrics.render("");
+        for line in [
+            "ersatz_sts_call_duration_seconds_bucket{le=\"0.025\"} 1",
+            "ersatz_sts_call_duration_seconds_bucket{le=\"0.25\"} 1",
+            "ersatz_sts_call_duration_seconds_bucket{le=\"0.5\"} 2",
+            "ersatz_sts_call_duration_seconds_bucket{le=\"10\"} 2",
+            "ersatz_sts_call_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "ersatz_sts_call_duration_seconds_count 3",
+            "ersatz_sts_call_duration_seconds_sum 30.32",
+            "ersatz_sts_errors_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }
