@@ -1,10 +1,16 @@
 //! `cargo bench --bench imds`: ersatz against a bare hyper server (the
 //! ceiling) answering the same body, both on loopback, both driven by `wrk`
 //! in the same run, one after the other. Prints requests/s and p99 for each
-//! scenario and ersatz's throughput as a ratio of the ceiling's.
+//! scenario and ersatz's throughput as a ratio of the ceiling's; then the
+//! AssumeRole calls 1,000 concurrent cold requests cause (with moto as STS,
+//! from the test setup's `.venv`), start-up times and memory.
 //!
-//! Environment: `ERSATZ_BENCH_SECONDS` (per measurement, default 5),
-//! `ERSATZ_BENCH_CONNECTIONS` (default 64).
+//! Each scenario alternates ceiling and ersatz for several rounds and
+//! reports medians, so that drift in the machine's speed during the run
+//! falls on both alike.
+//!
+//! Environment: `ERSATZ_BENCH_SECONDS` (per measurement, default 3),
+//! `ERSATZ_BENCH_ROUNDS` (default 3), `ERSATZ_BENCH_CONNECTIONS` (default 64).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,11 +39,19 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let seconds: u64 = env_or("ERSATZ_BENCH_SECONDS", 5);
+    let seconds: u64 = env_or("ERSATZ_BENCH_SECONDS", 3);
+    let rounds = env_or("ERSATZ_BENCH_ROUNDS", 3).max(1);
     let connections: u64 = env_or("ERSATZ_BENCH_CONNECTIONS", 64);
 
     let plugin = plugin_config();
-    let (ersatz, startup) = Server::ersatz(plugin.as_ref().map(|(config, _)| config.as_path()));
+    let config = plugin.as_ref().map(|(config, _)| config.as_path());
+    let state = tempfile::tempdir().unwrap();
+    let (_, startup_bare) = Server::ersatz(None, state.path(), INSTANCE_ID);
+    let (cold, startup_cold) = Server::ersatz(config, state.path(), PLUGIN_PATH);
+    drop(cold);
+    // The same state directory: the compiled plugin now comes from its cache.
+    let (ersatz, startup_warm) = Server::ersatz(config, state.path(), PLUGIN_PATH);
+    let peak = PeakRss::watch(ersatz.child.id());
     let token = http(
         ersatz.addr,
         "PUT",
@@ -54,8 +68,8 @@ fn main() {
     let credentials_path = format!("/latest/meta-data/iam/security-credentials/{role}");
 
     let mut scenarios: Vec<Scenario> = vec![
-        Scenario::get("static v1 GET", "/latest/meta-data/instance-id", None),
-        Scenario::get("v2 GET with token", "/latest/meta-data/instance-id", Some(&token_header)),
+        Scenario::get("static v1 GET", INSTANCE_ID, None),
+        Scenario::get("v2 GET with token", INSTANCE_ID, Some(&token_header)),
         Scenario::get("cached credentials GET", &credentials_path, None),
         Scenario {
             name: "token PUT",
@@ -66,19 +80,21 @@ fn main() {
     ];
 
     if plugin.is_some() {
-        scenarios.push(Scenario::get(
-            "plugin GET",
-            "/latest/meta-data/public-keys/0/openssh-key",
-            None,
-        ));
+        scenarios.push(Scenario::get("plugin GET", PLUGIN_PATH, None));
     }
     println!(
-        "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, {} cores",
+        "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, medians of {rounds} alternating rounds, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<24} {:>12} {:>12} {:>7} {:>11} {:>11}",
-        "scenario", "ceiling r/s", "ersatz r/s", "ratio", "ceiling p99", "ersatz p99"
+        "{:<24} {:>12} {:>12} {:>7} {:>13} {:>11} {:>11}",
+        "scenario",
+        "ceiling r/s",
+        "ersatz r/s",
+        "ratio",
+        "ratio range",
+        "ceiling p99",
+        "ersatz p99"
     );
     for scenario in &scenarios {
         let body = match scenario.script {
@@ -86,17 +102,30 @@ fn main() {
             None => http(ersatz.addr, "GET", &scenario.path, &scenario.header_pair()),
         };
         let ceiling = Server::ceiling(&body);
-        let top = wrk(ceiling.addr, scenario, seconds, connections);
+        let (mut top, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let round_top = wrk(ceiling.addr, scenario, seconds, connections);
+            let round_ours = wrk(ersatz.addr, scenario, seconds, connections);
+            ratios.push(round_ours.requests_per_second / round_top.requests_per_second);
+            top.push(round_top);
+            ours.push(round_ours);
+        }
         drop(ceiling);
-        let ours = wrk(ersatz.addr, scenario, seconds, connections);
+        let (top, ours) = (Measured::median(top), Measured::median(ours));
+        let range = format!(
+            "{:.2}-{:.2}",
+            ratios.iter().copied().fold(f64::MAX, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max)
+        );
         println!(
-            "{:<24} {:>12.0} {:>12.0} {:>6.2}x {:>11} {:>11}",
+            "{:<24} {:>12.0} {:>12.0} {:>6.2}x {:>13} {:>9.0}us {:>9.0}us",
             scenario.name,
             top.requests_per_second,
             ours.requests_per_second,
-            ours.requests_per_second / top.requests_per_second,
-            top.p99,
-            ours.p99
+            median(ratios),
+            range,
+            top.p99_micros,
+            ours.p99_micros
         );
     }
     if plugin.is_none() {
@@ -106,13 +135,138 @@ fn main() {
         );
     }
     println!(
-        "start-up to first answer: {:.1} ms",
-        startup.as_secs_f64() * 1000.0
-    );
-    println!(
-        "idle RSS after the run: {:.1} MiB",
+        "peak RSS under load: {:.1} MiB; idle RSS after the run: {:.1} MiB",
+        peak.stop(),
         rss_mib(ersatz.child.id())
     );
+    drop(ersatz);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "start-up to first answer, embedded defaults: {:.1} ms",
+        ms(startup_bare)
+    );
+    if plugin.is_some() {
+        println!(
+            "start-up to first plugin answer: {:.1} ms cold (compiling), {:.1} ms warm (compiled cache)",
+            ms(startup_cold),
+            ms(startup_warm)
+        );
+    }
+    cold_assume_role();
+}
+
+const INSTANCE_ID: &str = "/latest/meta-data/instance-id";
+const PLUGIN_PATH: &str = "/latest/meta-data/public-keys/0/openssh-key";
+const COLD_REQUESTS: usize = 1000;
+
+/// 1,000 requests at once for a role nobody has asked for yet, with moto as
+/// STS: how many AssumeRole calls they cause (ersatz's `/metrics`), and how
+/// long the last one waited.
+fn cold_assume_role() {
+    let moto_server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+    if !moto_server.is_file() {
+        println!("cold AssumeRole: n/a: needs moto in .venv (tests/run.sh installs it)");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let moto = Server {
+        child: Command::new(moto_server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts"),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin: None,
+    };
+    while TcpStream::connect(moto.addr).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_role = \"warm\"\n[sources.caller]\ntype = \"static\"\naccess_key_id = \"AKIABENCHEXAMPLE0001\"\nsecret_access_key = \"bench\"\n[roles.warm]\nsource = \"caller\"\n[roles.cold]\nsource = \"caller\"\narn = \"arn:aws:iam::123456789012:role/cold\"\nsts_endpoint = \"http://{}\"\n",
+            moto.addr
+        ),
+    )
+    .unwrap();
+    let (ersatz, _) = Server::ersatz(Some(&config), dir.path(), INSTANCE_ID);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = ersatz.addr;
+    let started = Instant::now();
+    let statuses = runtime.block_on(async move {
+        let requests: Vec<_> = (0..COLD_REQUESTS)
+            .map(|_| {
+                tokio::spawn(get_status(
+                    addr,
+                    "/latest/meta-data/iam/security-credentials/cold",
+                ))
+            })
+            .collect();
+        let mut ok = 0;
+        for request in requests {
+            ok += usize::from(request.await.unwrap() == 200);
+        }
+        ok
+    });
+    let waited = started.elapsed();
+    let metrics = http(ersatz.admin.unwrap(), "GET", "/metrics", &[]);
+    let calls = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ersatz_sts_calls_total "))
+        .unwrap_or("?");
+    println!(
+        "cold AssumeRole: {COLD_REQUESTS} concurrent requests, {statuses} answered 200, {calls} STS call(s), all answered in {:.0} ms",
+        waited.as_secs_f64() * 1000.0
+    );
+}
+
+async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The largest RSS a process reaches while watched, sampled every 50 ms.
+struct PeakRss {
+    stop: std::sync::mpsc::Sender<()>,
+    sampler: std::thread::JoinHandle<f64>,
+}
+
+impl PeakRss {
+    fn watch(pid: u32) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0f64;
+            while stopped.recv_timeout(Duration::from_millis(50)).is_err() {
+                peak = peak.max(rss_mib(pid));
+            }
+            peak
+        });
+        Self { stop, sampler }
+    }
+
+    fn stop(self) -> f64 {
+        let _ = self.stop.send(());
+        self.sampler.join().unwrap()
+    }
 }
 
 struct Scenario {
@@ -144,6 +298,7 @@ impl Scenario {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -154,10 +309,9 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// ersatz on its embedded defaults (plus `config`), and the time to its
-    /// first answer.
-    fn ersatz(config: Option<&Path>) -> (Self, Duration) {
-        let state = std::env::temp_dir().join(format!("ersatz-bench-{}", std::process::id()));
+    /// ersatz on its embedded defaults (plus `config`), and the time from
+    /// its start to its first answer to `GET first`.
+    fn ersatz(config: Option<&Path>, state: &Path, first: &str) -> (Self, Duration) {
         let started = Instant::now();
         let mut command = Command::new(ERSATZ);
         if let Some(config) = config {
@@ -167,15 +321,19 @@ impl Server {
         }
         let mut child = command
             .args(["--port", "0", "--admin-addr", "127.0.0.1:0"])
-            .env("ERSATZ_SERVER__STATE_DIR", &state)
+            .env("ERSATZ_SERVER__STATE_DIR", state)
             .env("ERSATZ_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("ersatz starts");
-        let addr = announced(&mut child, "ersatz: metadata on http://");
-        http(addr, "GET", "/latest/meta-data/instance-id", &[]);
+        let [addr, admin] = announced(
+            &mut child,
+            ["ersatz: metadata on http://", "ersatz: admin on http://"],
+        );
+        http(addr, "GET", first, &[]);
         let startup = started.elapsed();
-        (Self { child, addr }, startup)
+        let admin = Some(admin);
+        (Self { child, addr, admin }, startup)
     }
 
     /// This benchmark re-run as the ceiling: a bare hyper server, in its own
@@ -186,22 +344,28 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("ceiling starts");
-        let addr = announced(&mut child, "ceiling on ");
-        Self { child, addr }
+        let [addr] = announced(&mut child, ["ceiling on "]);
+        Self {
+            child,
+            addr,
+            admin: None,
+        }
     }
 }
 
-fn announced(child: &mut Child, prefix: &str) -> SocketAddr {
+/// The addresses a server prints after each of `prefixes`, in that order.
+fn announced<const N: usize>(child: &mut Child, prefixes: [&str; N]) -> [SocketAddr; N] {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    loop {
+    let addrs = prefixes.map(|prefix| loop {
         let line = lines.next().expect("server announces its address").unwrap();
         if let Some(addr) = line.strip_prefix(prefix) {
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return addr.parse().unwrap();
+            break addr.parse().unwrap();
         }
-    }
+    });
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    addrs
 }
 
 fn ceiling(body: String) {
@@ -239,7 +403,38 @@ fn ceiling(body: String) {
 
 struct Measured {
     requests_per_second: f64,
-    p99: String,
+    p99_micros: f64,
+}
+
+impl Measured {
+    fn median(rounds: Vec<Measured>) -> Measured {
+        let (rates, p99s): (Vec<f64>, Vec<f64>) = rounds
+            .into_iter()
+            .map(|m| (m.requests_per_second, m.p99_micros))
+            .unzip();
+        Measured {
+            requests_per_second: median(rates),
+            p99_micros: median(p99s),
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// wrk's latency (`850.00us`, `1.20ms`, `2.00s`) in microseconds.
+fn micros(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
 }
 
 fn wrk(addr: SocketAddr, scenario: &Scenario, seconds: u64, connections: u64) -> Measured {
@@ -277,7 +472,9 @@ fn wrk(addr: SocketAddr, scenario: &Scenario, seconds: u64, connections: u64) ->
         requests_per_second: field("Requests/sec:")
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}")),
-        p99: field("99%").unwrap_or_else(|| "?".into()),
+        p99_micros: field("99%")
+            .and_then(|p99| micros(&p99))
+            .unwrap_or(f64::NAN),
     }
 }
 
