@@ -734,6 +734,28 @@ fn environment_and_flag_errors_name_the_variable_or_flag() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("embedded defaults"));
 }
 
+#[test]
+fn a_command_whose_reader_has_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(common::BIN)
+        .args(["config", "check"])
+        .current_dir(workspace())
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGPIPE),
+        "ended by SIGPIPE, as `head` expects: {:?}",
+        output.status
+    );
+}
+
 #[tokio::test]
 async fn layers_stack_defaults_file_env_flags() {
     let server = Ersatz::builder()

@@ -60,7 +60,14 @@ fn boto3_identity(server: &Ersatz, moto: &Moto) -> Value {
 }
 
 async fn aws_config_credentials(server: &Ersatz) -> aws_credential_types::Credentials {
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    // The SDK's 1 s read timeout, on 2 loaded cores, can be shorter than the
+    // first AssumeRole against a just-started moto; what is tested here is
+    // what the SDK reads, not how fast moto answers.
+    let client = ImdsClient::builder()
+        .endpoint(&server.url)
+        .unwrap()
+        .read_timeout(Duration::from_secs(5))
+        .build();
     ImdsCredentialsProvider::builder()
         .imds_client(client)
         .build()

@@ -258,6 +258,13 @@ pub fn main() -> ExitCode {
         .as_deref()
         .unwrap_or(if quiet { "warn" } else { "info" });
     init_tracing(level, cli.log_format);
+    if !matches!(cli.command, Command::Serve(_) | Command::Exec { .. }) {
+        // Rust ignores SIGPIPE, which makes `println!` panic when a reader
+        // such as `head` goes away; a command's output ends quietly there,
+        // as other Unix tools' does. (The server keeps ignoring it.)
+        // SAFETY: no other thread exists yet to race on signal dispositions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Serve(args) => {
             let loaded = match args.load() {
