@@ -51,13 +51,15 @@ impl Handler for Imds {
         let route = route_of(request.uri().path());
         let response = match self.guard.check(request.headers()) {
             Err(status) => encoder::error(status),
-            Ok(()) if self.is_side_route(request.uri().path()) => {
-                // Boxed: inline, their futures would more than double the
-                // size of every metadata request's (0.9 KB to 2 KB).
-                let answer = Box::pin(self.side_route(request));
-                answer.await
-            }
-            Ok(()) => self.answer(&request, peer).await,
+            Ok(()) => match self.side_route_of(request.uri().path()) {
+                Some(side) => {
+                    // Boxed: inline, their futures would more than double the
+                    // size of every metadata request's (0.9 KB to 2 KB).
+                    let answer = Box::pin(self.side_route(side, request));
+                    answer.await
+                }
+                None => self.answer(&request, peer).await,
+            },
         };
         METRICS.request(route, response.status().as_u16());
         if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
@@ -77,24 +79,23 @@ impl Handler for Imds {
 }
 
 impl Imds {
-    /// The container-credentials endpoint and finto's role API.
-    fn is_side_route(&self, path: &str) -> bool {
-        path.starts_with("/ecs/")
-            || (self.finto_routes.is_some() && (path == "/roles" || path.starts_with("/roles/")))
+    /// The container-credentials endpoint and finto's role API, which
+    /// answer beside the metadata tree.
+    fn side_route_of(&self, path: &str) -> Option<SideRoute<'_>> {
+        if let Some(alias) = path.strip_prefix("/ecs/") {
+            return Some(SideRoute::Container(alias.trim_end_matches('/').to_owned()));
+        }
+        let api = self.finto_routes.as_ref()?;
+        (path == "/roles" || path.starts_with("/roles/")).then_some(SideRoute::Roles(api))
     }
 
-    async fn side_route(&self, request: Request<Incoming>) -> Response<Body> {
-        let path = request.uri().path();
-        if let Some(alias) = path.strip_prefix("/ecs/") {
-            let alias = alias.trim_end_matches('/').to_owned();
-            return self.ecs.answer(&request, &alias).await;
-        }
-        match &self.finto_routes {
-            Some(api) => match api.handle(request).await {
+    async fn side_route(&self, side: SideRoute<'_>, request: Request<Incoming>) -> Response<Body> {
+        match side {
+            SideRoute::Container(alias) => self.ecs.answer(&request, &alias).await,
+            SideRoute::Roles(api) => match api.handle(request).await {
                 Some(response) => response,
                 None => encoder::error(StatusCode::NOT_FOUND),
             },
-            None => encoder::error(StatusCode::NOT_FOUND),
         }
     }
 
@@ -182,6 +183,12 @@ impl Imds {
             Resolved::Failed => encoder::error(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
+}
+
+enum SideRoute<'a> {
+    /// `/ecs/ALIAS`, with the alias.
+    Container(String),
+    Roles(&'a RoleApi),
 }
 
 /// The route class a path counts under, by a glance at its text.
