@@ -43,7 +43,11 @@ pub struct Imds {
 }
 
 impl Handler for Imds {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let logged = self
             .access_log
             .as_ref()

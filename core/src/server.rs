@@ -193,14 +193,14 @@ impl Reloader {
 }
 
 impl Handler for ArcSwap<Imds> {
-    async fn handle(
-        &self,
+    fn handle(
+        self: Arc<Self>,
         request: http::Request<hyper::body::Incoming>,
         peer: std::net::SocketAddr,
-    ) -> http::Response<crate::encoder::Body> {
-        // Hold this request's version for its whole life.
-        let imds = self.load_full();
-        imds.handle(request, peer).await
+    ) -> impl std::future::Future<Output = http::Response<crate::encoder::Body>> + Send + 'static
+    {
+        // This request keeps its version of the service for its whole life.
+        self.load_full().handle(request, peer)
     }
 }
 

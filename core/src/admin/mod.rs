@@ -186,7 +186,11 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Bod
 }
 
 impl Handler for Admin {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         if crate::guard::from_no_browser(request.headers()).is_err() {
             return json_error(
                 StatusCode::FORBIDDEN,
