@@ -1,8 +1,16 @@
-//! The one wasmtime `Engine`: pooling allocator (on-demand when the machine
-//! cannot reserve the pool's address space), epoch interruption driven by a
-//! 10 ms ticker, and compiled components cached on disk by content hash.
+//! The wasmtime engines: one per worker thread (up to `MAX_SHARDS`), each
+//! with its own pooling allocator (on-demand when the machine cannot reserve
+//! the pool's address space), epoch interruption driven by a 10 ms ticker,
+//! and compiled components cached on disk by content hash.
+//!
+//! Why several: every call takes and returns pool slots under the pool's
+//! locks and shared counters. Calling from two threads at once, a call cost
+//! 1.7x the CPU it costs alone with one shared pool, 1.2x with a pool per
+//! thread (plugin GETs: 6% more requests per second on 2 cores).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -21,53 +29,99 @@ pub const MAX_PLUGIN_MEMORY: usize = 256 << 20;
 /// GETs measured 4x faster without it). Resident memory is bounded by the
 /// calls that ran at once, times what each dirtied.
 const KEEP_RESIDENT: usize = 2 << 20;
+/// Each engine reserves about 1 TiB of address space for its pool (none of
+/// it resident until used).
+const MAX_SHARDS: usize = 8;
 
 pub struct PluginEngine {
-    pub engine: Engine,
+    /// Identically configured, so one compilation serves them all.
+    engines: Vec<Engine>,
     cache_dir: PathBuf,
 }
 
 impl PluginEngine {
     pub fn new(cache_dir: PathBuf) -> wasmtime::Result<Self> {
-        let engine = match Engine::new(&config(true)) {
-            Ok(engine) => engine,
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SHARDS));
+        let pooling = match Engine::new(&config(true)) {
+            Ok(first) => Some(first),
             Err(error) => {
                 tracing::warn!(%error, "pooling allocator unavailable; instantiating plugins on demand");
-                Engine::new(&config(false))?
+                None
             }
         };
-        let ticker = engine.weak();
+        let engines = match pooling {
+            Some(first) => {
+                let mut engines = vec![first];
+                for _ in 1..shards {
+                    // Address space may run out after the first pool: fewer
+                    // shards only cost speed.
+                    match Engine::new(&config(true)) {
+                        Ok(engine) => engines.push(engine),
+                        Err(_) => break,
+                    }
+                }
+                engines
+            }
+            None => vec![Engine::new(&config(false))?],
+        };
+        let tickers: Vec<_> = engines.iter().map(Engine::weak).collect();
         std::thread::Builder::new()
             .name("ersatz-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
+            .spawn(move || loop {
+                let mut alive = false;
+                for engine in tickers.iter().filter_map(|ticker| ticker.upgrade()) {
                     engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
+                    alive = true;
                 }
+                if !alive {
+                    return;
+                }
+                std::thread::sleep(EPOCH_TICK);
             })
             .expect("the epoch thread starts");
-        Ok(Self { engine, cache_dir })
+        Ok(Self { engines, cache_dir })
     }
 
-    /// Compiles `wasm`, or loads the compilation a previous start cached.
-    pub fn component(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+    /// The engine whose components a check or a listing may use.
+    pub fn first(&self) -> &Engine {
+        &self.engines[0]
+    }
+
+    /// `wasm` compiled for every engine, in engine order: compiled once, or
+    /// loaded from the compilation a previous start cached.
+    pub fn components(&self, wasm: &[u8]) -> wasmtime::Result<Vec<Component>> {
         let cached = self.cache_path(wasm);
         if cached.is_file() {
-            // SAFETY: the file is our own serialization, in a 0700 directory,
-            // named by the hash of the wasm and of this engine's settings.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok(component),
+            match self.load_cached(&cached) {
+                Ok(components) => return Ok(components),
                 Err(error) => {
                     tracing::warn!(file = %cached.display(), %error, "ignoring a bad compiled-plugin cache entry")
                 }
             }
         }
-        let component = Component::new(&self.engine, wasm)?;
-        if let Err(error) = self.store(&cached, &component) {
+        let compiled = Component::new(self.first(), wasm)?;
+        if let Err(error) = self.store(&cached, &compiled) {
             tracing::warn!(dir = %self.cache_dir.display(), %error, "cannot cache the compiled plugin");
         }
-        Ok(component)
+        let mut components = vec![compiled];
+        if self.engines.len() > 1 {
+            let bytes = components[0].serialize()?;
+            for engine in &self.engines[1..] {
+                // SAFETY: our own serialization, made a moment ago by an
+                // identically configured engine.
+                components.push(unsafe { Component::deserialize(engine, &bytes)? });
+            }
+        }
+        Ok(components)
+    }
+
+    fn load_cached(&self, cached: &Path) -> wasmtime::Result<Vec<Component>> {
+        self.engines
+            .iter()
+            // SAFETY: the file is our own serialization, in a 0700 directory,
+            // named by the hash of the wasm and of the engines' settings.
+            .map(|engine| unsafe { Component::deserialize_file(engine, cached) })
+            .collect()
     }
 
     fn cache_path(&self, wasm: &[u8]) -> PathBuf {
@@ -76,7 +130,7 @@ impl PluginEngine {
         // Any change of wasmtime version or settings must miss the cache.
         let mut compatibility = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(
-            &self.engine.precompile_compatibility_hash(),
+            &self.first().precompile_compatibility_hash(),
             &mut compatibility,
         );
         hash.update(std::hash::Hasher::finish(&compatibility).to_le_bytes());
@@ -91,6 +145,25 @@ impl PluginEngine {
         std::io::Write::write_all(&mut crate::state::create_private_file(&partial)?, &bytes)?;
         std::fs::rename(partial, path)
     }
+}
+
+/// This thread's engine, by index: threads are spread over the engines in
+/// the order they first call a plugin, so the runtime's workers (the first
+/// and busiest callers) each get their own while there are enough.
+pub fn shard(engines: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    let index = SHARD.with(|shard| match shard.get() {
+        Some(index) => index,
+        None => {
+            let index = NEXT.fetch_add(1, Ordering::Relaxed);
+            shard.set(Some(index));
+            index
+        }
+    });
+    index % engines
 }
 
 fn config(pooling: bool) -> Config {

@@ -77,7 +77,8 @@ enum Pre {
 
 pub struct Plugin {
     pub name: String,
-    pre: Pre,
+    /// One per engine shard, in shard order.
+    pres: Vec<Pre>,
     shared: Arc<Shared>,
     timeout: Duration,
     memory: usize,
@@ -146,27 +147,18 @@ impl Plugin {
         if !wasm.starts_with(b"\0asm") {
             return Err(format!("{} is not WebAssembly", spec.wasm.display()));
         }
-        let component = engine.component(&wasm).map_err(|e| {
+        let components = engine.components(&wasm).map_err(|e| {
             format!(
                 "{} is not a WebAssembly component ({e:#})",
                 spec.wasm.display()
             )
         })?;
-        let credential = check_contract(&engine.engine, &component)
+        let credential = check_contract(engine.first(), &components[0])
             .map_err(|reason| format!("{}: {reason}", spec.wasm.display()))?;
-
-        let mut linker = Linker::<State>::new(&engine.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
-        MetadataPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
-            .map_err(|e| e.to_string())?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("it imports something ersatz does not grant ({e:#})"))?;
-        let pre = if credential {
-            Pre::Credential(CredentialPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
-        } else {
-            Pre::Metadata(MetadataPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
-        };
+        let pres = components
+            .iter()
+            .map(|component| prepare(component, credential))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             shared: Arc::new(Shared {
                 name: spec.name.clone(),
@@ -174,7 +166,7 @@ impl Plugin {
                 lookup,
             }),
             name: spec.name,
-            pre,
+            pres,
             timeout: spec.timeout,
             memory: spec.memory,
             stats: PluginStats::default(),
@@ -182,11 +174,13 @@ impl Plugin {
     }
 
     pub fn is_credential_source(&self) -> bool {
-        matches!(self.pre, Pre::Credential(_))
+        matches!(self.pres[0], Pre::Credential(_))
     }
 
-    fn store(&self) -> Store<State> {
-        let engine = match &self.pre {
+    /// This thread's instantiation, and a fresh store for it.
+    fn start(&self) -> (&Pre, Store<State>) {
+        let pre = &self.pres[engine::shard(self.pres.len())];
+        let engine = match pre {
             Pre::Metadata(pre) => pre.engine(),
             Pre::Credential(pre) => pre.engine(),
         };
@@ -205,13 +199,13 @@ impl Plugin {
         // timeout around the call, which drops (and so stops) the instance.
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        store
+        (pre, store)
     }
 
     pub async fn resolve(&self, request: &types::Request) -> Result<types::Response, Failure> {
-        let mut store = self.store();
+        let (pre, mut store) = self.start();
         let call = async {
-            match &self.pre {
+            match pre {
                 Pre::Metadata(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
@@ -232,12 +226,11 @@ impl Plugin {
     }
 
     pub async fn credentials(&self) -> Result<types::Credentials, Failure> {
-        let Pre::Credential(pre) = &self.pre else {
+        let (Pre::Credential(pre), mut store) = self.start() else {
             return Err(Failure::Guest(
                 "not a credential source (built for the metadata-plugin world)".into(),
             ));
         };
-        let mut store = self.store();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
@@ -273,6 +266,22 @@ impl Plugin {
         tracing::warn!(plugin = %self.name, cause = %failure, "plugin call failed");
         Err(failure)
     }
+}
+
+/// Links what the host grants and prepares instantiation.
+fn prepare(component: &wasmtime::component::Component, credential: bool) -> Result<Pre, String> {
+    let mut linker = Linker::<State>::new(component.engine());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
+    MetadataPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
+        .map_err(|e| e.to_string())?;
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("it imports something ersatz does not grant ({e:#})"))?;
+    Ok(if credential {
+        Pre::Credential(CredentialPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
+    } else {
+        Pre::Metadata(MetadataPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
+    })
 }
 
 /// Refuses components built against another version of the contract, or
