@@ -1,6 +1,8 @@
 //! Folds every version prefix (`latest`, `1.0`, dated) onto one tree, and
 //! `//` and trailing `/` away: cloud-init and amazon-ec2-utils send both.
 
+use std::borrow::Cow;
+
 /// The API versions IMDS lists at `/`, oldest first; `latest` comes last.
 pub const VERSIONS: &[&str] = &[
     "1.0",
@@ -34,44 +36,43 @@ pub const VERSIONS: &[&str] = &[
 ];
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Target<'a> {
     /// `/`: the version listing.
     Versions,
     /// A path in the tree under a known version, folded.
-    Tree { latest: bool, path: String },
+    Tree { latest: bool, path: Cow<'a, str> },
     /// An unknown version, or a path that tries to climb (`..`).
     Unknown,
 }
 
-pub fn normalise(raw_path: &str) -> Target {
-    let mut segments = raw_path.split('/').filter(|s| !s.is_empty());
-    let Some(version) = segments.next() else {
+pub fn normalise(raw_path: &str) -> Target<'_> {
+    let trimmed = raw_path.trim_start_matches('/');
+    if trimmed.is_empty() {
         return Target::Versions;
-    };
-    if !VERSIONS.contains(&version) {
+    }
+    let (version, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let latest = version == "latest";
+    if !latest && !VERSIONS.contains(&version) {
         return Target::Unknown;
     }
-    let mut path = String::with_capacity(raw_path.len());
-    for segment in segments {
-        if segment == "." || segment == ".." {
-            return Target::Unknown;
-        }
-        if !path.is_empty() {
-            path.push('/');
-        }
-        path.push_str(segment);
+    if rest.split('/').any(|s| s == "." || s == "..") {
+        return Target::Unknown;
     }
-    Target::Tree {
-        latest: version == "latest",
-        path,
-    }
+    // Nearly every client sends a path that is already folded: borrow it.
+    let path = if rest.is_empty() || rest.split('/').all(|s| !s.is_empty()) {
+        Cow::Borrowed(rest)
+    } else {
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        Cow::Owned(segments.join("/"))
+    };
+    Target::Tree { latest, path }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tree(path: &str) -> Target {
+    fn tree(path: &str) -> Target<'_> {
         Target::Tree {
             latest: false,
             path: path.into(),
@@ -94,6 +95,8 @@ mod tests {
             }
         );
         assert_eq!(normalise("/2021-03-23"), tree(""));
+        assert_eq!(normalise("/2021-03-23/"), tree(""));
+        assert_eq!(normalise("/1.0/meta-data/"), tree("meta-data"));
     }
 
     #[test]
