@@ -144,7 +144,7 @@ async fn traps_loops_and_runaway_allocation_answer_500_and_nothing_else_suffers(
     let server = Ersatz::with_toml(&misbehaving(50));
     let deadline = Duration::from_millis(50);
     let margin = Duration::from_millis(450);
-    for path in ["trap", "loop", "alloc", "error"] {
+    for path in ["trap", "loop", "alloc", "sleep", "error"] {
         let started = Instant::now();
         let reply = server
             .get(&format!("/latest/meta-data/misbehave/{path}"))

@@ -14,7 +14,7 @@ impl Guest for Misbehave {
     fn resolve(request: Request) -> Result<Response, String> {
         match request.path.as_str() {
             "" => Ok(Response::Directory(
-                ["alloc", "error", "loop", "ok", "trap"]
+                ["alloc", "error", "loop", "ok", "sleep", "trap"]
                     .map(String::from)
                     .into(),
             )),
@@ -32,6 +32,12 @@ impl Guest for Misbehave {
                     hoard.push(vec![0xa5u8; 1 << 20]);
                     black_box(&hoard);
                 }
+            }
+            // Blocks in the host (a WASI clock poll), where no epoch
+            // tick interrupts it: only the call's deadline can.
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Err("slept an hour".into())
             }
             "error" => Err("asked to fail".into()),
             "ok" => Ok(Response::Leaf(Leaf {
