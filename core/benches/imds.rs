@@ -9,14 +9,20 @@
 //! reports medians, so that drift in the machine's speed during the run
 //! falls on both alike.
 //!
+//! With two CPUs or more, the servers run on all but the last and wrk on the
+//! last, so load generator and server never compete for a core: shared
+//! cores made the ratio swing by ±0.07 from run to run with the scheduler.
+//!
 //! Environment: `ERSATZ_BENCH_SECONDS` (per measurement, default 3),
-//! `ERSATZ_BENCH_ROUNDS` (default 3), `ERSATZ_BENCH_CONNECTIONS` (default 64).
+//! `ERSATZ_BENCH_ROUNDS` (default 3), `ERSATZ_BENCH_CONNECTIONS` (default 64),
+//! `ERSATZ_BENCH_PIN=0` (servers and wrk share every CPU).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -83,8 +89,8 @@ fn main() {
         scenarios.push(Scenario::get("plugin GET", PLUGIN_PATH, None));
     }
     println!(
-        "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, medians of {rounds} alternating rounds, {} cores",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, medians of {rounds} alternating rounds, {}",
+        placement().describe()
     );
     println!(
         "{:<24} {:>12} {:>12} {:>7} {:>13} {:>11} {:>11}",
@@ -313,7 +319,7 @@ impl Server {
     /// its start to its first answer to `GET first`.
     fn ersatz(config: Option<&Path>, state: &Path, first: &str) -> (Self, Duration) {
         let started = Instant::now();
-        let mut command = Command::new(ERSATZ);
+        let mut command = placement().server(ERSATZ);
         if let Some(config) = config {
             command.arg("serve").arg("--config").arg(config);
         } else {
@@ -339,7 +345,8 @@ impl Server {
     /// This benchmark re-run as the ceiling: a bare hyper server, in its own
     /// process like ersatz, answering `body` on every path.
     fn ceiling(body: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = placement()
+            .server(std::env::current_exe().unwrap())
             .env(CEILING_BODY, body)
             .stdout(Stdio::piped())
             .spawn()
@@ -438,7 +445,7 @@ fn micros(text: &str) -> Option<f64> {
 }
 
 fn wrk(addr: SocketAddr, scenario: &Scenario, seconds: u64, connections: u64) -> Measured {
-    let mut command = Command::new("wrk");
+    let mut command = placement().load("wrk");
     command.args([
         "-t1",
         &format!("-c{connections}"),
@@ -525,6 +532,79 @@ fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
     )
     .unwrap();
     Some((config, dir))
+}
+
+/// The CPUs the servers under test run on, and the one wrk runs on.
+struct Placement {
+    /// `taskset -c` lists; none when everything shares every CPU.
+    pinned: Option<(String, String)>,
+}
+
+fn placement() -> &'static Placement {
+    static PLACEMENT: OnceLock<Placement> = OnceLock::new();
+    PLACEMENT.get_or_init(|| {
+        let wanted = std::env::var("ERSATZ_BENCH_PIN").map_or(true, |v| v != "0");
+        let taskset = Command::new("taskset").arg("--version").output().is_ok();
+        let cpus = allowed_cpus();
+        let pinned = match cpus.split_last() {
+            Some((load, servers)) if wanted && taskset && !servers.is_empty() => {
+                let list: Vec<String> = servers.iter().map(u32::to_string).collect();
+                Some((list.join(","), load.to_string()))
+            }
+            _ => None,
+        };
+        Placement { pinned }
+    })
+}
+
+impl Placement {
+    fn server(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.on(self.pinned.as_ref().map(|(servers, _)| servers), program)
+    }
+
+    fn load(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.on(self.pinned.as_ref().map(|(_, load)| load), program)
+    }
+
+    fn on(&self, cpus: Option<&String>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", cpus]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.pinned {
+            Some((servers, load)) => format!("servers on CPU {servers}, wrk on CPU {load}"),
+            None => format!(
+                "servers and wrk sharing {} CPUs",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        }
+    }
+}
+
+/// This process's CPUs, from `Cpus_allowed_list` (`0-3,8`).
+fn allowed_cpus() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
+        return Vec::new();
+    };
+    list.trim()
+        .split(',')
+        .filter_map(|range| match range.split_once('-') {
+            Some((first, last)) => Some(first.parse().ok()?..=last.parse().ok()?),
+            None => range.parse().ok().map(|cpu| cpu..=cpu),
+        })
+        .flatten()
+        .collect()
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
