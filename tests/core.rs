@@ -947,7 +947,21 @@ async fn slow_and_idle_clients_are_disconnected_after_client_timeout() {
         "an idle keep-alive connection is closed after its answer: {answered:?}"
     );
 
-    // Neither took anything from anyone else.
+    // A request body that stops halfway (the admin API's bootstrap reads one).
+    let admin = server.admin_url.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&admin).unwrap();
+    stalled
+        .write_all(b"POST /bootstrap/creds HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"AccessKeyId\":")
+        .unwrap();
+    let answered = closed_within(&mut stalled, Duration::from_secs(5));
+    assert!(
+        answered
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 408") && a.contains("client_timeout")),
+        "a body that never arrives is answered 408: {answered:?}"
+    );
+
+    // None of them took anything from anyone else.
     assert_eq!(
         server.get("/latest/meta-data/instance-id").await.status,
         StatusCode::OK

@@ -125,6 +125,7 @@ impl App {
             events.clone(),
             ecs,
             &config.server.admin_token,
+            config.server.client_timeout.0,
         );
         let app = Self {
             imds: Arc::new(imds),
@@ -394,7 +395,10 @@ async fn build_imds(
             roles: roles.clone(),
             token: ecs_token,
         },
-        finto_routes: config.server.finto_routes.then(|| RoleApi::new(roles)),
+        finto_routes: config
+            .server
+            .finto_routes
+            .then(|| RoleApi::new(roles, config.server.client_timeout.0)),
         plugins,
     })
 }

@@ -19,6 +19,7 @@ pub mod roles;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -47,6 +48,8 @@ pub struct Admin {
     /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
     token_digest: Option<[u8; 32]>,
     reloader: Option<Arc<Reloader>>,
+    /// `server.client_timeout`, for request bodies.
+    client_timeout: Duration,
 }
 
 /// Where the container-credentials endpoint is, for `GET /ecs`.
@@ -63,17 +66,19 @@ impl Admin {
         events: Arc<Events>,
         ecs: EcsInfo,
         token: &Secret,
+        client_timeout: Duration,
     ) -> Self {
         let token_digest =
             (!token.is_empty()).then(|| Sha256::digest(token.expose().as_bytes()).into());
         Self {
-            role_api: RoleApi::new(roles.clone()),
+            role_api: RoleApi::new(roles.clone(), client_timeout),
             roles,
             bootstraps,
             events,
             ecs,
             token_digest,
             reloader: None,
+            client_timeout,
         }
     }
 
@@ -170,9 +175,24 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
-/// The request body, at most [`MAX_BODY`] bytes.
-pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+/// The request body, at most [`MAX_BODY`] bytes, sent within `limit`
+/// (`server.client_timeout`: the listener's idle watch does not cover a
+/// body, which arrives while the request is being answered).
+pub async fn read_body(
+    request: Request<Incoming>,
+    limit: Duration,
+) -> Result<Bytes, Response<Body>> {
+    let body = Limited::new(request.into_body(), MAX_BODY).collect();
+    let Ok(read) = tokio::time::timeout(limit, body).await else {
+        return Err(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "request body not received within {} ms (server.client_timeout)",
+                limit.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -213,10 +233,12 @@ impl Handler for Admin {
                 json(StatusCode::OK, &valid.into())
             }
             (_, "/status") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
-            (Method::POST, "/bootstrap/creds") => match read_body(request).await {
-                Ok(body) => bootstrap::post(&self.roles, &self.bootstraps, &body).await,
-                Err(response) => response,
-            },
+            (Method::POST, "/bootstrap/creds") => {
+                match read_body(request, self.client_timeout).await {
+                    Ok(body) => bootstrap::post(&self.roles, &self.bootstraps, &body).await,
+                    Err(response) => response,
+                }
+            }
             (_, "/bootstrap/creds") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             (Method::POST, "/reload") => match &self.reloader {
                 Some(reloader) => match reloader.reload().await {
@@ -239,7 +261,7 @@ impl Handler for Admin {
                     .trim_start_matches("/events")
                     .trim_start_matches('/')
                     .to_owned();
-                match read_body(request).await {
+                match read_body(request, self.client_timeout).await {
                     Ok(body) => events::handle(&self.events, &method, &kind, &body),
                     Err(response) => response,
                 }

@@ -9,6 +9,7 @@
 //! - `GET`/`PUT /roles/ALIAS/source` → `{"source":…}`: which source backs the path
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -22,11 +23,16 @@ use crate::provider::TEXT;
 
 pub struct RoleApi {
     roles: Arc<Roles>,
+    /// `server.client_timeout`, for request bodies.
+    client_timeout: Duration,
 }
 
 impl RoleApi {
-    pub fn new(roles: Arc<Roles>) -> Self {
-        Self { roles }
+    pub fn new(roles: Arc<Roles>, client_timeout: Duration) -> Self {
+        Self {
+            roles,
+            client_timeout,
+        }
     }
 
     /// `None` when the path is not a role route.
@@ -91,7 +97,7 @@ impl RoleApi {
         struct Activate {
             alias: String,
         }
-        let body = match read_body(request).await {
+        let body = match read_body(request, self.client_timeout).await {
             Ok(body) => body,
             Err(response) => return response,
         };
@@ -115,7 +121,7 @@ impl RoleApi {
         struct Rebind {
             source: String,
         }
-        let body = match read_body(request).await {
+        let body = match read_body(request, self.client_timeout).await {
             Ok(body) => body,
             Err(response) => return response,
         };

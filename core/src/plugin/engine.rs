@@ -82,7 +82,7 @@ impl PluginEngine {
         Ok(Self { engines, cache_dir })
     }
 
-    /// The engine whose components a check or a listing may use.
+    /// The engine that compiles plugins; the others load its compilation.
     pub fn first(&self) -> &Engine {
         &self.engines[0]
     }
