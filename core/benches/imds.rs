@@ -10,8 +10,9 @@
 //! falls on both alike.
 //!
 //! With two CPUs or more, the servers run on all but the last and wrk on the
-//! last, so load generator and server never compete for a core: shared
-//! cores made the ratio swing by ±0.07 from run to run with the scheduler.
+//! last, so load generator and server never compete for a core: on shared
+//! cores a server that needs more CPU per request also slows wrk, which
+//! flatters it.
 //!
 //! Environment: `ERSATZ_BENCH_SECONDS` (per measurement, default 3),
 //! `ERSATZ_BENCH_ROUNDS` (default 3), `ERSATZ_BENCH_CONNECTIONS` (default 64),
