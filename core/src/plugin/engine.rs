@@ -8,7 +8,6 @@
 //! 1.7x the CPU it costs alone with one shared pool, 1.2x with a pool per
 //! thread (plugin GETs: 6% more requests per second on 2 cores).
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -100,17 +99,16 @@ impl PluginEngine {
             }
         }
         let compiled = Component::new(self.first(), wasm)?;
-        if let Err(error) = self.store(&cached, &compiled) {
+        // One serialization feeds both the cache and the other engines.
+        let bytes = compiled.serialize()?;
+        if let Err(error) = self.store(&cached, &bytes) {
             tracing::warn!(dir = %self.cache_dir.display(), %error, "cannot cache the compiled plugin");
         }
         let mut components = vec![compiled];
-        if self.engines.len() > 1 {
-            let bytes = components[0].serialize()?;
-            for engine in &self.engines[1..] {
-                // SAFETY: our own serialization, made a moment ago by an
-                // identically configured engine.
-                components.push(unsafe { Component::deserialize(engine, &bytes)? });
-            }
+        for engine in &self.engines[1..] {
+            // SAFETY: our own serialization, made a moment ago by an
+            // identically configured engine.
+            components.push(unsafe { Component::deserialize(engine, &bytes)? });
         }
         Ok(components)
     }
@@ -138,11 +136,10 @@ impl PluginEngine {
         self.cache_dir.join(format!("{digest}.cwasm"))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
+    fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         crate::state::create_private_dir(&self.cache_dir)?;
-        let bytes = component.serialize().map_err(std::io::Error::other)?;
         let partial = path.with_extension("partial");
-        std::io::Write::write_all(&mut crate::state::create_private_file(&partial)?, &bytes)?;
+        std::io::Write::write_all(&mut crate::state::create_private_file(&partial)?, bytes)?;
         std::fs::rename(partial, path)
     }
 }
@@ -153,17 +150,9 @@ impl PluginEngine {
 pub fn shard(engines: usize) -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    let index = SHARD.with(|shard| match shard.get() {
-        Some(index) => index,
-        None => {
-            let index = NEXT.fetch_add(1, Ordering::Relaxed);
-            shard.set(Some(index));
-            index
-        }
-    });
-    index % engines
+    SHARD.with(|index| index % engines)
 }
 
 fn config(pooling: bool) -> Config {
