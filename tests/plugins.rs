@@ -302,6 +302,101 @@ sts_endpoint = "{}"
     );
 }
 
+/// Mounts of the 0.2.0 echo-version plugin that differ in how long their
+/// answers may be reused, and the 0.1.0 misbehave plugin.
+fn reusing() -> String {
+    let echo = wasm("echo_version");
+    let mount = |name: &str, extra: &str| {
+        format!(
+            "[[plugins]]\nname = \"{name}\"\nmount = \"/latest/meta-data/{name}\"\nwasm = \"{}\"\n{extra}\n",
+            echo.display()
+        )
+    };
+    [
+        mount("second", "config = { version = \"1\", max_age = 1 }"),
+        mount("hour", "config = { version = \"1\", max_age = 3600 }"),
+        mount(
+            "capped",
+            "config = { version = \"1\", max_age = 3600 }\nlimits = { max_age = \"0s\" }",
+        ),
+        format!(
+            "[[plugins]]\nname = \"old\"\nmount = \"/latest/meta-data/old\"\nwasm = \"{}\"\n",
+            wasm("misbehave").display()
+        ),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_are_reused_per_client_for_their_max_age_and_never_across_a_reload() {
+    let server = Ersatz::with_toml(&reusing());
+    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let nonce = |mount: &'static str| {
+        let client = &client;
+        async move {
+            let path = format!("/latest/meta-data/{mount}/nonce");
+            client.get(&path).await.unwrap().as_ref().to_owned()
+        }
+    };
+    let from_other_client = |mount: &'static str| {
+        let url = server.url.clone();
+        async move {
+            let path = format!("/latest/meta-data/{mount}/nonce");
+            let reply = common::send_from("127.0.0.2", &url, &path).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.text()
+        }
+    };
+
+    let first = nonce("second").await;
+    assert_eq!(nonce("second").await, first, "reused within max_age");
+    let other = from_other_client("second").await;
+    assert_ne!(other, first, "never shared between client addresses");
+    assert_eq!(from_other_client("second").await, other);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_ne!(nonce("second").await, first, "expired after max_age");
+
+    let capped = nonce("capped").await;
+    assert_ne!(nonce("capped").await, capped, "limits.max_age = 0s: never");
+
+    // A 0.1.0 plugin still loads, and its answers are never reused.
+    for _ in 0..2 {
+        let reply = server.get("/latest/meta-data/old/ok").await;
+        assert_eq!(reply.text(), "fine");
+    }
+
+    let hour = nonce("hour").await;
+    assert_eq!(nonce("hour").await, hour);
+    let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
+        .await
+        .text();
+    let count = |name: &str, plugin: &str| -> u64 {
+        let line = format!("ersatz_plugin_{name}_total{{plugin=\"{plugin}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in metrics"))
+            .parse()
+            .unwrap()
+    };
+    for (plugin, calls, hits) in [
+        ("second", 3, 2),
+        ("capped", 2, 0),
+        ("old", 2, 0),
+        ("hour", 1, 1),
+    ] {
+        assert_eq!(
+            (count("calls", plugin), count("cache_hits", plugin)),
+            (calls, hits),
+            "{plugin}: calls and cache hits"
+        );
+    }
+
+    let reply = send(&server.admin_url, Method::POST, "/reload", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_ne!(nonce("hour").await, hour, "a reload drops reused answers");
+}
+
 fn versioned(version: &str) -> String {
     format!(
         "[[plugins]]\nmount = \"/latest/meta-data/probe\"\nwasm = \"{}\"\nconfig = {{ version = \"{version}\" }}\n",
@@ -454,7 +549,7 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
                 wasm("future_version").display()
             ),
             "plugins.0.wasm",
-            "built against ersatz:plugin@0.2.0",
+            "built against ersatz:plugin@0.3.0",
         ),
         (
             format!(

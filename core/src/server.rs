@@ -303,6 +303,7 @@ fn build_metadata(
                 .map_or_else(|| "{}".into(), |c| c.to_string()),
             timeout: plugin.limits.timeout.0,
             memory: plugin.limits.memory.0,
+            max_age: plugin.limits.max_age.map(|age| age.0),
         };
         let loaded_plugin = Plugin::load(engine, spec, tree.clone())
             .map_err(|reason| loaded.error(&format!("plugins.{i}.wasm"), reason))?;
@@ -368,7 +369,7 @@ async fn build_imds(
     let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
     for (mount, plugin) in metadata.plugins {
         if let Some(mount) = mount {
-            mounts.push((mount, Arc::new(WasmProvider { plugin })));
+            mounts.push((mount, Arc::new(WasmProvider::new(plugin))));
         }
     }
     let access_log = if config.server.access_log.as_os_str().is_empty() {

@@ -131,6 +131,10 @@ impl Admin {
             ),
             ("timeouts", "Plugin calls stopped at their deadline."),
             ("errors", "Plugin calls that returned an error."),
+            (
+                "cache_hits",
+                "Requests answered with a plugin's earlier answer, without a call.",
+            ),
         ] {
             let _ = write!(extra, "# HELP ersatz_plugin_{name}_total {help}\n# TYPE ersatz_plugin_{name}_total counter\n");
             for plugin in &plugins {
@@ -139,7 +143,8 @@ impl Admin {
                     "calls" => &stats.calls,
                     "traps" => &stats.traps,
                     "timeouts" => &stats.timeouts,
-                    _ => &stats.errors,
+                    "errors" => &stats.errors,
+                    _ => &stats.cache_hits,
                 };
                 let _ = writeln!(
                     extra,

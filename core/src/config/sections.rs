@@ -172,6 +172,10 @@ pub struct PluginLimits {
     /// `"16MiB"`, `"512KiB"` or bytes.
     #[serde(default = "default_plugin_memory")]
     pub memory: ByteSize,
+    /// The longest an answer is reused, whatever the plugin says (`"0s"`:
+    /// never); none: as long as the plugin says.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
 }
 
 impl Default for PluginLimits {
@@ -179,6 +183,7 @@ impl Default for PluginLimits {
         Self {
             timeout: default_plugin_timeout(),
             memory: default_plugin_memory(),
+            max_age: None,
         }
     }
 }

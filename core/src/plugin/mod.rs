@@ -1,10 +1,12 @@
-//! WebAssembly plugins: components built against `wit/plugin.wit`, each
-//! instantiated fresh per call in a sandbox: no files, environment or
-//! network (WASI deny-by-default), a memory limit, and a deadline. A trap,
-//! deadline or limit answers that one request 500 and is logged and counted
-//! under the plugin's name; the server keeps serving.
+//! WebAssembly plugins: components built against a version of the contract
+//! in `wit/`, each instantiated fresh per call in a sandbox: no files,
+//! environment or network (WASI deny-by-default), a memory limit, and a
+//! deadline. A trap, deadline or limit answers that one request 500 and is
+//! logged and counted under the plugin's name; the server keeps serving.
+//! The host speaks the newest contract; older plugins are adapted to it.
 
 mod bindings;
+mod cache;
 mod engine;
 mod provider;
 mod source;
@@ -17,10 +19,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use bindings::credential::CredentialPluginPre;
-use bindings::metadata::{MetadataPlugin, MetadataPluginPre};
-pub use bindings::types;
-pub use bindings::{WIT_PACKAGE, WIT_VERSION};
+/// The newest contract's types, which the host works in.
+pub use bindings::v0_2::types;
+use bindings::{v0_1, v0_2};
+pub use bindings::{WIT_PACKAGE, WIT_VERSIONS};
 pub use engine::{PluginEngine, MAX_PLUGIN_MEMORY};
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
@@ -38,6 +40,8 @@ pub struct PluginSpec {
     pub config: String,
     pub timeout: Duration,
     pub memory: usize,
+    /// The longest an answer is reused, whatever the plugin says.
+    pub max_age: Option<Duration>,
 }
 
 /// Why a call produced no answer.
@@ -68,11 +72,27 @@ pub struct PluginStats {
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
     pub errors: AtomicU64,
+    /// Requests answered with an earlier answer, without a call.
+    pub cache_hits: AtomicU64,
 }
 
+/// A prepared instantiation, by contract version and world.
 enum Pre {
-    Metadata(MetadataPluginPre<State>),
-    Credential(CredentialPluginPre<State>),
+    MetadataV0_1(v0_1::metadata::MetadataPluginPre<State>),
+    CredentialV0_1(v0_1::credential::CredentialPluginPre<State>),
+    MetadataV0_2(v0_2::metadata::MetadataPluginPre<State>),
+    CredentialV0_2(v0_2::credential::CredentialPluginPre<State>),
+}
+
+impl Pre {
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Pre::MetadataV0_1(pre) => pre.engine(),
+            Pre::CredentialV0_1(pre) => pre.engine(),
+            Pre::MetadataV0_2(pre) => pre.engine(),
+            Pre::CredentialV0_2(pre) => pre.engine(),
+        }
+    }
 }
 
 pub struct Plugin {
@@ -82,6 +102,7 @@ pub struct Plugin {
     shared: Arc<Shared>,
     timeout: Duration,
     memory: usize,
+    pub max_age: Option<Duration>,
     pub stats: PluginStats,
 }
 
@@ -109,29 +130,37 @@ impl WasiView for State {
     }
 }
 
-impl types::Host for State {}
+/// `host`, the same in every version of the contract.
+macro_rules! grant_host {
+    ($version:ident) => {
+        impl $version::types::Host for State {}
 
-impl bindings::host::Host for State {
-    fn log(&mut self, level: bindings::host::Level, message: String) {
-        use bindings::host::Level;
-        let plugin = self.shared.name.as_str();
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+        impl $version::host::Host for State {
+            fn log(&mut self, level: $version::host::Level, message: String) {
+                use $version::host::Level;
+                let plugin = self.shared.name.as_str();
+                match level {
+                    Level::Trace => tracing::trace!(plugin, "{message}"),
+                    Level::Debug => tracing::debug!(plugin, "{message}"),
+                    Level::Info => tracing::info!(plugin, "{message}"),
+                    Level::Warn => tracing::warn!(plugin, "{message}"),
+                    Level::Error => tracing::error!(plugin, "{message}"),
+                }
+            }
+
+            fn config(&mut self) -> String {
+                self.shared.config.clone()
+            }
+
+            fn lookup(&mut self, path: String) -> Option<String> {
+                self.shared.lookup.text(path.trim_matches('/'))
+            }
         }
-    }
-
-    fn config(&mut self) -> String {
-        self.shared.config.clone()
-    }
-
-    fn lookup(&mut self, path: String) -> Option<String> {
-        self.shared.lookup.text(path.trim_matches('/'))
-    }
+    };
 }
+
+grant_host!(v0_1);
+grant_host!(v0_2);
 
 impl Plugin {
     /// Compiles (or loads from the cache), checks the WIT version and
@@ -153,11 +182,11 @@ impl Plugin {
                 spec.wasm.display()
             )
         })?;
-        let credential = check_contract(engine.first(), &components[0])
+        let contract = check_contract(engine.first(), &components[0])
             .map_err(|reason| format!("{}: {reason}", spec.wasm.display()))?;
         let pres = components
             .iter()
-            .map(|component| prepare(component, credential))
+            .map(|component| prepare(component, contract))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -169,21 +198,21 @@ impl Plugin {
             pres,
             timeout: spec.timeout,
             memory: spec.memory,
+            max_age: spec.max_age,
             stats: PluginStats::default(),
         })
     }
 
     pub fn is_credential_source(&self) -> bool {
-        matches!(self.pres[0], Pre::Credential(_))
+        matches!(
+            self.pres[0],
+            Pre::CredentialV0_1(_) | Pre::CredentialV0_2(_)
+        )
     }
 
     /// This thread's instantiation, and a fresh store for it.
     fn start(&self) -> (&Pre, Store<State>) {
         let pre = &self.pres[engine::shard(self.pres.len())];
-        let engine = match pre {
-            Pre::Metadata(pre) => pre.engine(),
-            Pre::Credential(pre) => pre.engine(),
-        };
         let state = State {
             wasi: WasiCtx::builder().allow_tcp(false).allow_udp(false).build(),
             table: ResourceTable::new(),
@@ -193,7 +222,7 @@ impl Plugin {
                 .build(),
             shared: self.shared.clone(),
         };
-        let mut store = Store::new(engine, state);
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         // Yield to tokio at every epoch tick; the deadline itself is the
         // timeout around the call, which drops (and so stops) the instance.
@@ -202,41 +231,56 @@ impl Plugin {
         (pre, store)
     }
 
-    pub async fn resolve(&self, request: &types::Request) -> Result<types::Response, Failure> {
+    pub async fn resolve(&self, request: types::Request) -> Result<types::Answer, Failure> {
         let (pre, mut store) = self.start();
         let call = async {
-            match pre {
-                Pre::Metadata(pre) => {
+            let old = |answer: Result<v0_1::types::Response, String>| answer.map(Into::into);
+            wasmtime::Result::Ok(match pre {
+                Pre::MetadataV0_1(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
-                    instance
-                        .ersatz_plugin_provider()
-                        .call_resolve(&mut store, request)
-                        .await
+                    let provider = instance.ersatz_plugin_provider();
+                    old(provider.call_resolve(&mut store, &request.into()).await?)
                 }
-                Pre::Credential(pre) => {
+                Pre::CredentialV0_1(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
-                    instance
-                        .ersatz_plugin_provider()
-                        .call_resolve(&mut store, request)
-                        .await
+                    let provider = instance.ersatz_plugin_provider();
+                    old(provider.call_resolve(&mut store, &request.into()).await?)
                 }
-            }
+                Pre::MetadataV0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let provider = instance.ersatz_plugin_provider();
+                    provider.call_resolve(&mut store, &request).await?
+                }
+                Pre::CredentialV0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let provider = instance.ersatz_plugin_provider();
+                    provider.call_resolve(&mut store, &request).await?
+                }
+            })
         };
         self.finish(tokio::time::timeout(self.timeout, call).await)
     }
 
     pub async fn credentials(&self) -> Result<types::Credentials, Failure> {
-        let (Pre::Credential(pre), mut store) = self.start() else {
-            return Err(Failure::Guest(
-                "not a credential source (built for the metadata-plugin world)".into(),
-            ));
-        };
+        let (pre, mut store) = self.start();
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .ersatz_plugin_credential_source()
-                .call_fetch(&mut store)
-                .await
+            wasmtime::Result::Ok(match pre {
+                Pre::CredentialV0_1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let source = instance.ersatz_plugin_credential_source();
+                    source.call_fetch(&mut store).await?.map(Into::into)
+                }
+                Pre::CredentialV0_2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let source = instance.ersatz_plugin_credential_source();
+                    source.call_fetch(&mut store).await?
+                }
+                Pre::MetadataV0_1(_) | Pre::MetadataV0_2(_) => {
+                    return Ok(Err(
+                        "not a credential source (built for the metadata-plugin world)".into(),
+                    ))
+                }
+            })
         };
         self.finish(tokio::time::timeout(self.timeout, call).await)
     }
@@ -268,29 +312,54 @@ impl Plugin {
     }
 }
 
+/// Which contract a component was built against.
+#[derive(Clone, Copy)]
+struct Contract {
+    /// An index into `WIT_VERSIONS`.
+    version: usize,
+    /// Whether it exports `credential-source`.
+    credential: bool,
+}
+
 /// Links what the host grants and prepares instantiation.
-fn prepare(component: &wasmtime::component::Component, credential: bool) -> Result<Pre, String> {
+fn prepare(component: &wasmtime::component::Component, contract: Contract) -> Result<Pre, String> {
     let mut linker = Linker::<State>::new(component.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
-    MetadataPlugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)
-        .map_err(|e| e.to_string())?;
+    // Both worlds import the same `host`; the metadata world's linking serves both.
+    match contract.version {
+        0 => v0_1::metadata::MetadataPlugin::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        ),
+        _ => v0_2::metadata::MetadataPlugin::add_to_linker::<State, HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
     let instance_pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("it imports something ersatz does not grant ({e:#})"))?;
-    Ok(if credential {
-        Pre::Credential(CredentialPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
-    } else {
-        Pre::Metadata(MetadataPluginPre::new(instance_pre).map_err(|e| e.to_string())?)
-    })
+    let pre = match (contract.version, contract.credential) {
+        (0, false) => v0_1::metadata::MetadataPluginPre::new(instance_pre).map(Pre::MetadataV0_1),
+        (0, true) => {
+            v0_1::credential::CredentialPluginPre::new(instance_pre).map(Pre::CredentialV0_1)
+        }
+        (_, false) => v0_2::metadata::MetadataPluginPre::new(instance_pre).map(Pre::MetadataV0_2),
+        (_, true) => {
+            v0_2::credential::CredentialPluginPre::new(instance_pre).map(Pre::CredentialV0_2)
+        }
+    };
+    pre.map_err(|e| e.to_string())
 }
 
-/// Refuses components built against another version of the contract, or
-/// for no ersatz world at all, before anything is instantiated. Returns
-/// whether the component is also a credential source.
+/// Refuses components built against a version of the contract this host
+/// does not implement, or for no ersatz world at all, before anything is
+/// instantiated.
 fn check_contract(
     engine: &wasmtime::Engine,
     component: &wasmtime::component::Component,
-) -> Result<bool, String> {
+) -> Result<Contract, String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .imports(engine)
@@ -298,22 +367,42 @@ fn check_contract(
         .chain(ty.exports(engine).map(|(name, _)| name.to_owned()))
         .filter(|name| name.starts_with(&format!("{WIT_PACKAGE}/")))
         .collect();
-    let expected = format!("@{WIT_VERSION}");
-    if let Some(other) = names.iter().find(|name| !name.ends_with(&expected)) {
-        let version = other.rsplit_once('@').map_or("no version", |(_, v)| v);
+    let version_of = |name: &str| {
+        name.rsplit_once('@')
+            .map_or("no version", |(_, v)| v)
+            .to_owned()
+    };
+    let supported = WIT_VERSIONS
+        .map(|v| format!("{WIT_PACKAGE}@{v}"))
+        .join(" and ");
+    let Some(first) = names.first() else {
         return Err(format!(
-            "built against {WIT_PACKAGE}@{version} ({other}); this ersatz implements {WIT_PACKAGE}@{WIT_VERSION}: rebuild the plugin against wit/ of this version"
+            "uses no {WIT_PACKAGE} interface: not an ersatz plugin (this ersatz implements {supported})"
+        ));
+    };
+    let version = version_of(first);
+    if let Some(other) = names.iter().find(|name| version_of(name) != version) {
+        return Err(format!(
+            "mixes {WIT_PACKAGE} versions ({first}, {other}): rebuild the plugin against one version in wit/"
         ));
     }
+    let Some(index) = WIT_VERSIONS.iter().position(|v| *v == version) else {
+        return Err(format!(
+            "built against {WIT_PACKAGE}@{version} ({first}); this ersatz implements {supported}: rebuild the plugin against one of those in wit/"
+        ));
+    };
     let exports: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    if !exports.contains(&format!("{WIT_PACKAGE}/provider{expected}")) {
+    if !exports.contains(&format!("{WIT_PACKAGE}/provider@{version}")) {
         return Err(format!(
-            "exports no {WIT_PACKAGE}/provider{expected}: not an ersatz plugin (exports: {})",
+            "exports no {WIT_PACKAGE}/provider@{version}: not an ersatz plugin (exports: {})",
             exports.join(", ")
         ));
     }
-    Ok(exports.contains(&format!("{WIT_PACKAGE}/credential-source{expected}")))
+    Ok(Contract {
+        version: index,
+        credential: exports.contains(&format!("{WIT_PACKAGE}/credential-source@{version}")),
+    })
 }

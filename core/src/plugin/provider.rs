@@ -1,21 +1,44 @@
 //! A plugin behind the same [`Provider`] trait as the built-ins.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderValue, Method};
 
+use super::cache::AnswerCache;
 use super::{types, Plugin};
 use crate::provider::{Provider, Request, Resolved, TEXT};
 
 pub struct WasmProvider {
-    pub plugin: Arc<Plugin>,
+    plugin: Arc<Plugin>,
+    answers: AnswerCache,
+}
+
+impl WasmProvider {
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        Self {
+            answers: AnswerCache::new(plugin.max_age),
+            plugin,
+        }
+    }
 }
 
 #[async_trait]
 impl Provider for WasmProvider {
     async fn resolve(&self, request: &Request<'_>) -> Resolved {
+        // IMDS clients send neither queries nor anything but GET to metadata
+        // paths; anything else is simply never reused.
+        let reusable = request.method == Method::GET && request.query.is_none();
+        let client = request.peer.ip();
+        if reusable {
+            if let Some(kept) = self.answers.get(client, request.path, Instant::now()) {
+                self.plugin.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return kept;
+            }
+        }
         let guest_request = types::Request {
             method: request.method.as_str().to_owned(),
             path: request.path.to_owned(),
@@ -32,10 +55,16 @@ impl Provider for WasmProvider {
                 .collect(),
             client: request.peer.to_string(),
         };
-        match self.plugin.resolve(&guest_request).await {
-            Ok(response) => resolved(response),
-            Err(_) => Resolved::Failed,
+        let Ok(answer) = self.plugin.resolve(guest_request).await else {
+            return Resolved::Failed;
+        };
+        let answered = resolved(answer.response);
+        if reusable {
+            let now = Instant::now();
+            self.answers
+                .put(client, request.path, &answered, answer.max_age, now);
         }
+        answered
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Request<'a> {
     pub peer: SocketAddr,
 }
 
+#[derive(Clone)]
 pub enum Resolved {
     Leaf {
         body: Bytes,

@@ -1,10 +1,10 @@
 //! `/latest/meta-data/block-device-mapping`: the AMI's and root devices, then
 //! EBS volumes (`ebs1`, `ebs2`, …) and instance stores (`ephemeral0`, …).
 
-wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit" });
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit/v0.2.0" });
 
 use ersatz::plugin::host;
-use ersatz::plugin::types::{Leaf, Request, Response};
+use ersatz::plugin::types::{Answer, Leaf, Request, Response};
 use exports::ersatz::plugin::provider::Guest;
 use serde::Deserialize;
 
@@ -36,27 +36,33 @@ fn mapping(config: Config) -> Vec<(String, String)> {
     devices
 }
 
+/// The answers depend only on the config, which change only with a
+/// configuration reload (and a reload drops reused answers): the host may
+/// reuse each for an hour.
+const MAX_AGE: u32 = 3600;
+
 struct BlockDeviceMapping;
 
 impl Guest for BlockDeviceMapping {
-    fn resolve(request: Request) -> Result<Response, String> {
+    fn resolve(request: Request) -> Result<Answer, String> {
         let config: Config = serde_json::from_str(&host::config())
             .map_err(|e| format!("block-device-mapping: invalid config: {e}"))?;
         let devices = mapping(config);
-        if request.path.is_empty() {
-            return Ok(Response::Directory(
-                devices.into_iter().map(|(name, _)| name).collect(),
-            ));
-        }
-        Ok(
+        let response = if request.path.is_empty() {
+            Response::Directory(devices.into_iter().map(|(name, _)| name).collect())
+        } else {
             match devices.into_iter().find(|(name, _)| *name == request.path) {
                 Some((_, device)) => Response::Leaf(Leaf {
                     body: device.into_bytes(),
                     content_type: "text/plain".into(),
                 }),
                 None => Response::NotFound,
-            },
-        )
+            }
+        };
+        Ok(Answer {
+            response,
+            max_age: MAX_AGE,
+        })
     }
 }
 

@@ -2,12 +2,12 @@
 //! configured interface. The first is the instance's primary interface and
 //! defaults to the core's facts; see `interface.rs` for every default.
 
-wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit" });
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit/v0.2.0" });
 
 mod derive;
 mod interface;
 
-use ersatz::plugin::types::{Leaf, Request, Response};
+use ersatz::plugin::types::{Answer, Leaf, Request, Response};
 use exports::ersatz::plugin::provider::Guest;
 use interface::Interface;
 
@@ -64,11 +64,19 @@ fn answer(interfaces: &[Interface], path: &str) -> Response {
     }
 }
 
+/// The answers depend only on the config and the instance's built-in values, which change only with a
+/// configuration reload (and a reload drops reused answers): the host may
+/// reuse each for an hour.
+const MAX_AGE: u32 = 3600;
+
 struct NetworkInterfaces;
 
 impl Guest for NetworkInterfaces {
-    fn resolve(request: Request) -> Result<Response, String> {
-        Ok(answer(&interface::load()?, &request.path))
+    fn resolve(request: Request) -> Result<Answer, String> {
+        Ok(Answer {
+            response: answer(&interface::load()?, &request.path),
+            max_age: MAX_AGE,
+        })
     }
 }
 

@@ -1,10 +1,10 @@
 //! `/latest/meta-data/public-keys`: configured OpenSSH keys, listed and served
 //! the way IMDS does (`0=name`, then `0/openssh-key`).
 
-wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit" });
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit/v0.2.0" });
 
 use ersatz::plugin::host;
-use ersatz::plugin::types::{Leaf, Request, Response};
+use ersatz::plugin::types::{Answer, Leaf, Request, Response};
 use exports::ersatz::plugin::provider::Guest;
 use serde::Deserialize;
 
@@ -60,11 +60,19 @@ fn answer(keys: &[Key], path: &str) -> Response {
     }
 }
 
+/// The answers depend only on the config, which change only with a
+/// configuration reload (and a reload drops reused answers): the host may
+/// reuse each for an hour.
+const MAX_AGE: u32 = 3600;
+
 struct PublicKeys;
 
 impl Guest for PublicKeys {
-    fn resolve(request: Request) -> Result<Response, String> {
-        Ok(answer(&load()?, &request.path))
+    fn resolve(request: Request) -> Result<Answer, String> {
+        Ok(Answer {
+            response: answer(&load()?, &request.path),
+            max_age: MAX_AGE,
+        })
     }
 }
 

@@ -1,17 +1,29 @@
 //! Serves `version` from its config, so one wasm can stand for several
-//! versions of a plugin (e.g. across a config reload).
+//! versions of a plugin (e.g. across a config reload), and `nonce`, a
+//! number drawn afresh by every instance, so a test can tell a reused
+//! answer from a new call. Every answer carries the config's `max_age`
+//! (default 0).
 
-wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit" });
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit/v0.2.0" });
+
+use std::hash::BuildHasher;
 
 use ersatz::plugin::host;
-use ersatz::plugin::types::{Leaf, Request, Response};
+use ersatz::plugin::types::{Answer, Leaf, Request, Response};
 use exports::ersatz::plugin::provider::Guest;
 use serde_json::Value;
 
 struct EchoVersion;
 
+fn text(body: String) -> Response {
+    Response::Leaf(Leaf {
+        body: body.into_bytes(),
+        content_type: "text/plain".into(),
+    })
+}
+
 impl Guest for EchoVersion {
-    fn resolve(request: Request) -> Result<Response, String> {
+    fn resolve(request: Request) -> Result<Answer, String> {
         let config: Value = serde_json::from_str(&host::config())
             .map_err(|e| format!("echo-version: invalid config: {e}"))?;
         // TOML's `version = 2` arrives as a number; serve it as written.
@@ -20,14 +32,19 @@ impl Guest for EchoVersion {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        Ok(match request.path.as_str() {
-            "" => Response::Directory(vec!["version".into()]),
-            "version" => Response::Leaf(Leaf {
-                body: version.into_bytes(),
-                content_type: "text/plain".into(),
-            }),
+        let max_age = config["max_age"].as_u64().unwrap_or(0) as u32;
+        let response = match request.path.as_str() {
+            "" => Response::Directory(vec!["version".into(), "nonce".into()]),
+            "version" => text(version),
+            // Seeded from WASI's random source, new in every instance.
+            "nonce" => text(
+                std::collections::hash_map::RandomState::new()
+                    .hash_one(0u8)
+                    .to_string(),
+            ),
             _ => Response::NotFound,
-        })
+        };
+        Ok(Answer { response, max_age })
     }
 }
 

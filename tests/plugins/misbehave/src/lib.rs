@@ -1,7 +1,7 @@
 //! Misbehaves on request, so the tests can check that the host contains it:
 //! each path below the mount is one way for a plugin to go wrong.
 
-wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit" });
+wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit/v0.1.0" });
 
 use std::hint::black_box;
 

@@ -1,7 +1,7 @@
 //! A credential source handing out the keys in its config, with a fresh
 //! expiration on every call when a lifetime is given. It serves no paths.
 
-wit_bindgen::generate!({ world: "credential-plugin", path: "../../../wit" });
+wit_bindgen::generate!({ world: "credential-plugin", path: "../../../wit/v0.1.0" });
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,165 @@
+//! Answers a plugin said may be reused (`answer.max-age`, WIT 0.2.0), kept
+//! per client IP address and path: a repeated request costs a lookup
+//! instead of an instance. Dropped with the provider, so a reload starts
+//! empty.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::provider::Resolved;
+
+/// Answers kept per mount. When full, expired answers are dropped; if none
+/// has expired, new answers are not kept (the plugin is called instead), so
+/// a client asking for endless distinct paths costs calls, not memory.
+const MAX_ANSWERS: usize = 4096;
+
+pub struct AnswerCache {
+    /// The operator's limit on how long any answer is kept.
+    limit: Option<Duration>,
+    answers: Mutex<Answers>,
+}
+
+#[derive(Default)]
+struct Answers {
+    by_client: HashMap<IpAddr, HashMap<Box<str>, Kept>>,
+    count: usize,
+}
+
+struct Kept {
+    resolved: Resolved,
+    expires: Instant,
+}
+
+impl AnswerCache {
+    pub fn new(limit: Option<Duration>) -> Self {
+        Self {
+            limit,
+            answers: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, client: IpAddr, path: &str, now: Instant) -> Option<Resolved> {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = answers.by_client.get_mut(&client)?;
+        let kept = paths.get(path)?;
+        if kept.expires > now {
+            return Some(kept.resolved.clone());
+        }
+        paths.remove(path);
+        if paths.is_empty() {
+            answers.by_client.remove(&client);
+        }
+        answers.count -= 1;
+        None
+    }
+
+    /// Keeps `resolved` for `max_age` (at most the operator's limit); a
+    /// failure is never kept.
+    pub fn put(&self, client: IpAddr, path: &str, resolved: &Resolved, max_age: u32, now: Instant) {
+        let mut keep_for = Duration::from_secs(max_age.into());
+        if let Some(limit) = self.limit {
+            keep_for = keep_for.min(limit);
+        }
+        if keep_for.is_zero() || matches!(resolved, Resolved::Failed) {
+            return;
+        }
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.count >= MAX_ANSWERS {
+            answers.drop_expired(now);
+            if answers.count >= MAX_ANSWERS {
+                return;
+            }
+        }
+        let kept = Kept {
+            resolved: resolved.clone(),
+            expires: now + keep_for,
+        };
+        let replaced = answers
+            .by_client
+            .entry(client)
+            .or_default()
+            .insert(path.into(), kept);
+        if replaced.is_none() {
+            answers.count += 1;
+        }
+    }
+}
+
+impl Answers {
+    fn drop_expired(&mut self, now: Instant) {
+        let mut count = 0;
+        self.by_client.retain(|_, paths| {
+            paths.retain(|_, kept| kept.expires > now);
+            count += paths.len();
+            !paths.is_empty()
+        });
+        self.count = count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(body: &'static str) -> Resolved {
+        Resolved::text(body)
+    }
+
+    fn body(resolved: Option<Resolved>) -> Option<bytes::Bytes> {
+        match resolved? {
+            Resolved::Leaf { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn answers_are_kept_per_client_and_path_until_they_expire() {
+        let cache = AnswerCache::new(None);
+        let (one, two) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let now = Instant::now();
+        cache.put(one, "a", &text("first"), 2, now);
+        assert_eq!(body(cache.get(one, "a", now)).unwrap(), "first");
+        assert!(cache.get(two, "a", now).is_none(), "another client");
+        assert!(cache.get(one, "b", now).is_none(), "another path");
+        let later = now + Duration::from_secs(2);
+        assert!(cache.get(one, "a", later).is_none(), "expired");
+        assert_eq!(cache.answers.lock().unwrap().count, 0);
+    }
+
+    #[test]
+    fn failures_no_max_age_and_the_operators_limit_are_respected() {
+        let client = "127.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        let cache = AnswerCache::new(Some(Duration::from_secs(1)));
+        cache.put(client, "failed", &Resolved::Failed, 60, now);
+        cache.put(client, "zero", &text("x"), 0, now);
+        cache.put(client, "long", &text("x"), 60, now);
+        assert!(cache.get(client, "failed", now).is_none());
+        assert!(cache.get(client, "zero", now).is_none());
+        assert!(cache.get(client, "long", now).is_some());
+        assert!(cache
+            .get(client, "long", now + Duration::from_secs(1))
+            .is_none());
+        let off = AnswerCache::new(Some(Duration::ZERO));
+        off.put(client, "long", &text("x"), 60, now);
+        assert!(off.get(client, "long", now).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_only_from_expired_answers() {
+        let cache = AnswerCache::new(None);
+        let client = "127.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        for i in 0..MAX_ANSWERS {
+            cache.put(client, &i.to_string(), &text("x"), 1 + (i % 2) as u32, now);
+        }
+        cache.put(client, "new", &text("x"), 60, now);
+        assert!(cache.get(client, "new", now).is_none(), "full: not kept");
+        let later = now + Duration::from_secs(1);
+        cache.put(client, "new", &text("x"), 60, later);
+        assert!(cache.get(client, "new", later).is_some());
+        assert_eq!(cache.answers.lock().unwrap().count, MAX_ANSWERS / 2 + 1);
+    }
+}
