@@ -87,7 +87,12 @@ fn main() {
     ];
 
     if plugin.is_some() {
-        scenarios.push(Scenario::get("plugin GET", PLUGIN_PATH, None));
+        scenarios.push(Scenario::get("plugin GET, reused", PLUGIN_PATH, None));
+        scenarios.push(Scenario::get(
+            "plugin GET, new instance",
+            PLUGIN_FRESH_PATH,
+            None,
+        ));
     }
     println!(
         "ersatz benchmark: wrk -t1 -c{connections} -d{seconds}s per measurement, medians of {rounds} alternating rounds, {}",
@@ -163,7 +168,10 @@ fn main() {
 }
 
 const INSTANCE_ID: &str = "/latest/meta-data/instance-id";
+/// Served by public-keys, which lets ersatz reuse its answers for an hour.
 const PLUGIN_PATH: &str = "/latest/meta-data/public-keys/0/openssh-key";
+/// The same plugin mounted with `limits.max_age = "0s"`: a call per request.
+const PLUGIN_FRESH_PATH: &str = "/latest/meta-data/public-keys-fresh/0/openssh-key";
 const COLD_REQUESTS: usize = 1000;
 
 /// 1,000 requests at once for a role nobody has asked for yet, with moto as
@@ -514,8 +522,9 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// A config mounting the shipped public-keys plugin, if it has been built;
-/// the temporary directory holding it lives as long as the returned value.
+/// A config mounting the shipped public-keys plugin twice, once with its
+/// answers reused and once without, if it has been built; the temporary
+/// directory holding it lives as long as the returned value.
 fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/target/wasm32-wasip2/release/public_keys.wasm");
@@ -524,14 +533,15 @@ fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
+    let mount = |name: &str, limits: &str| {
         format!(
-            "[[plugins]]\nmount = \"/latest/meta-data/public-keys\"\nwasm = \"{}\"\nconfig = {{ keys = [{{ name = \"bench\", openssh = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host\" }}] }}\n",
+            "[[plugins]]\nname = \"{name}\"\nmount = \"/latest/meta-data/{name}\"\nwasm = \"{}\"\nconfig = {{ keys = [{{ name = \"bench\", openssh = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host\" }}] }}\n{limits}\n",
             wasm.display()
-        ),
-    )
-    .unwrap();
+        )
+    };
+    let mounts =
+        mount("public-keys", "") + &mount("public-keys-fresh", "limits = { max_age = \"0s\" }");
+    std::fs::write(&config, mounts).unwrap();
     Some((config, dir))
 }
 
