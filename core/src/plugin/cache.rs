@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::provider::Resolved;
 
-/// Answers kept per mount. When full, expired answers are dropped; if none
-/// has expired, new answers are not kept (the plugin is called instead), so
-/// a client asking for endless distinct paths costs calls, not memory.
+/// Answers kept per mount, and their bytes (bodies and paths). When either
+/// is reached, expired answers are dropped; if that is not enough, the new
+/// answer is not kept (the plugin is called again instead), so a client
+/// asking for endless distinct paths or large answers costs calls, not
+/// memory.
 const MAX_ANSWERS: usize = 4096;
+const MAX_BYTES: usize = 16 << 20;
 
 pub struct AnswerCache {
     /// The operator's limit on how long any answer is kept.
@@ -25,11 +28,14 @@ pub struct AnswerCache {
 struct Answers {
     by_client: HashMap<IpAddr, HashMap<Box<str>, Kept>>,
     count: usize,
+    bytes: usize,
 }
 
 struct Kept {
     resolved: Resolved,
     expires: Instant,
+    /// What it counts against `MAX_BYTES`.
+    bytes: usize,
 }
 
 impl AnswerCache {
@@ -47,55 +53,70 @@ impl AnswerCache {
         if kept.expires > now {
             return Some(kept.resolved.clone());
         }
+        let bytes = kept.bytes;
         paths.remove(path);
         if paths.is_empty() {
             answers.by_client.remove(&client);
         }
         answers.count -= 1;
+        answers.bytes -= bytes;
         None
     }
 
-    /// Keeps `resolved` for `max_age` (at most the operator's limit); a
-    /// failure is never kept.
+    /// Keeps `resolved` for `max_age` seconds (at most the operator's
+    /// limit); a failure is never kept.
     pub fn put(&self, client: IpAddr, path: &str, resolved: &Resolved, max_age: u32, now: Instant) {
         let mut keep_for = Duration::from_secs(max_age.into());
         if let Some(limit) = self.limit {
             keep_for = keep_for.min(limit);
         }
-        if keep_for.is_zero() || matches!(resolved, Resolved::Failed) {
+        let body = match resolved {
+            Resolved::Leaf { body, .. } | Resolved::Dir(body) => body.len(),
+            Resolved::NotFound => 0,
+            Resolved::Failed => return,
+        };
+        if keep_for.is_zero() {
             return;
         }
+        let bytes = body + path.len();
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.count >= MAX_ANSWERS {
+        let fits = |a: &Answers| a.count < MAX_ANSWERS && a.bytes + bytes <= MAX_BYTES;
+        if !fits(&answers) {
             answers.drop_expired(now);
-            if answers.count >= MAX_ANSWERS {
+            if !fits(&answers) {
                 return;
             }
         }
         let kept = Kept {
             resolved: resolved.clone(),
             expires: now + keep_for,
+            bytes,
         };
         let replaced = answers
             .by_client
             .entry(client)
             .or_default()
             .insert(path.into(), kept);
-        if replaced.is_none() {
-            answers.count += 1;
+        answers.count += 1;
+        answers.bytes += bytes;
+        if let Some(replaced) = replaced {
+            answers.count -= 1;
+            answers.bytes -= replaced.bytes;
         }
     }
 }
 
 impl Answers {
     fn drop_expired(&mut self, now: Instant) {
-        let mut count = 0;
+        let (mut count, mut bytes) = (0, 0);
         self.by_client.retain(|_, paths| {
             paths.retain(|_, kept| kept.expires > now);
             count += paths.len();
+            bytes += paths.values().map(|kept| kept.bytes).sum::<usize>();
             !paths.is_empty()
         });
         self.count = count;
+        self.bytes = bytes;
     }
 }
 
@@ -161,5 +182,22 @@ mod tests {
         cache.put(client, "new", &text("x"), 60, later);
         assert!(cache.get(client, "new", later).is_some());
         assert_eq!(cache.answers.lock().unwrap().count, MAX_ANSWERS / 2 + 1);
+    }
+
+    #[test]
+    fn large_answers_are_kept_only_within_the_byte_budget() {
+        let cache = AnswerCache::new(None);
+        let client = "127.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        let big = Resolved::text(vec![b'x'; MAX_BYTES / 2]);
+        cache.put(client, "a", &big, 60, now);
+        assert!(cache.get(client, "a", now).is_some());
+        cache.put(client, "b", &big, 60, now);
+        assert!(
+            cache.get(client, "b", now).is_none(),
+            "over budget: not kept"
+        );
+        let answers = cache.answers.lock().unwrap();
+        assert_eq!((answers.count, answers.bytes), (1, MAX_BYTES / 2 + 1));
     }
 }
