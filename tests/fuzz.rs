@@ -1,6 +1,7 @@
 //! Property-based fuzzing of everything that parses outside input: paths,
 //! token headers, configuration files (TOML, JSON, YAML, .fintorc),
-//! bootstrap bodies and plugin results. Each property runs a bounded number
+//! bootstrap bodies, plugin results and plugin binaries (the contract version
+//! is read from them before compiling). Each property runs a bounded number
 //! of cases (`PROPTEST_CASES` overrides); a panic or a broken property is a
 //! failed test, and proptest prints the shrunk input.
 
@@ -246,6 +247,48 @@ proptest! {
             let message = error.to_string();
             prop_assert!(!message.is_empty());
             prop_assert!(message.contains(&file.display().to_string()) || !error.key.is_empty() || message.contains("ERSATZ_"), "{message}");
+        }
+    }
+}
+
+/// A real component, as `tests/run.sh` builds it.
+fn echo_component() -> &'static [u8] {
+    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    WASM.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/target/wasm32-wasip2/release/echo_version.wasm");
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (tests/run.sh builds it)", path.display()))
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn plugin_binaries_have_their_contract_read_or_refused(
+        corruptions in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        keep in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut wasm = echo_component().to_vec();
+        for (at, byte) in &corruptions {
+            let at = at.index(wasm.len());
+            wasm[at] = *byte;
+        }
+        if truncate {
+            wasm.truncate(keep.index(wasm.len()));
+        }
+        match ersatz::plugin::contract::read(&wasm) {
+            Ok(contract) => prop_assert!(contract.version < ersatz::plugin::WIT_VERSIONS.len()),
+            Err(reason) => {
+                prop_assert!(!reason.is_empty());
+                prop_assert!(!corruptions.is_empty() || truncate, "the intact component is refused: {reason}");
+            }
+        }
+        if corruptions.is_empty() && !truncate {
+            let contract = ersatz::plugin::contract::read(&wasm).unwrap();
+            prop_assert_eq!((contract.version, contract.credential), (1, false));
         }
     }
 }

@@ -583,8 +583,29 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
             "names the file, {key} and why: {stderr}"
         );
     }
-    // A metadata plugin cannot back a role.
+    // The version is read before compiling: a plugin of a version this
+    // ersatz does not implement is never compiled (nor cached); one it
+    // implements is.
     let path = dir.path().join("ersatz.toml");
+    for (plugin, exit, compiled) in [("future_version", 2, 0), ("echo_version", 0, 1)] {
+        let state = dir.path().join(format!("state-{plugin}"));
+        std::fs::write(
+            &path,
+            format!(
+                "[[plugins]]\nwasm = \"{}\"\nmount = \"/latest/meta-data/x\"\nconfig = {{ version = 1 }}\n",
+                wasm(plugin).display()
+            ),
+        )
+        .unwrap();
+        let output = ersatz(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[("ERSATZ_SERVER__STATE_DIR", state.to_str().unwrap())],
+        );
+        assert_eq!(output.status.code(), Some(exit), "{plugin}");
+        let cached = std::fs::read_dir(state.join("plugins")).map_or(0, |dir| dir.count());
+        assert_eq!(cached, compiled, "{plugin}: compiled components cached");
+    }
+    // A metadata plugin cannot back a role.
     std::fs::write(
         &path,
         format!(

@@ -7,6 +7,7 @@
 
 mod bindings;
 mod cache;
+pub mod contract;
 mod engine;
 mod provider;
 mod source;
@@ -23,6 +24,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub use bindings::v0_2::types;
 use bindings::{v0_1, v0_2};
 pub use bindings::{WIT_PACKAGE, WIT_VERSIONS};
+use contract::Contract;
 pub use engine::{PluginEngine, MAX_PLUGIN_MEMORY};
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
@@ -163,7 +165,7 @@ grant_host!(v0_1);
 grant_host!(v0_2);
 
 impl Plugin {
-    /// Compiles (or loads from the cache), checks the WIT version and
+    /// Checks the contract version, compiles (or loads from the cache) and
     /// prepares instantiation. The error names the reason; the caller names
     /// the file and key.
     pub fn load(
@@ -176,14 +178,14 @@ impl Plugin {
         if !wasm.starts_with(b"\0asm") {
             return Err(format!("{} is not WebAssembly", spec.wasm.display()));
         }
+        let contract =
+            contract::read(&wasm).map_err(|reason| format!("{} {reason}", spec.wasm.display()))?;
         let components = engine.components(&wasm).map_err(|e| {
             format!(
-                "{} is not a WebAssembly component ({e:#})",
+                "{} is not a valid WebAssembly component ({e:#})",
                 spec.wasm.display()
             )
         })?;
-        let contract = check_contract(engine.first(), &components[0])
-            .map_err(|reason| format!("{}: {reason}", spec.wasm.display()))?;
         let pres = components
             .iter()
             .map(|component| prepare(component, contract))
@@ -312,15 +314,6 @@ impl Plugin {
     }
 }
 
-/// Which contract a component was built against.
-#[derive(Clone, Copy)]
-struct Contract {
-    /// An index into `WIT_VERSIONS`.
-    version: usize,
-    /// Whether it exports `credential-source`.
-    credential: bool,
-}
-
 /// Links what the host grants and prepares instantiation.
 fn prepare(component: &wasmtime::component::Component, contract: Contract) -> Result<Pre, String> {
     let mut linker = Linker::<State>::new(component.engine());
@@ -351,58 +344,4 @@ fn prepare(component: &wasmtime::component::Component, contract: Contract) -> Re
         }
     };
     pre.map_err(|e| e.to_string())
-}
-
-/// Refuses components built against a version of the contract this host
-/// does not implement, or for no ersatz world at all, before anything is
-/// instantiated.
-fn check_contract(
-    engine: &wasmtime::Engine,
-    component: &wasmtime::component::Component,
-) -> Result<Contract, String> {
-    let ty = component.component_type();
-    let names: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(ty.exports(engine).map(|(name, _)| name.to_owned()))
-        .filter(|name| name.starts_with(&format!("{WIT_PACKAGE}/")))
-        .collect();
-    let version_of = |name: &str| {
-        name.rsplit_once('@')
-            .map_or("no version", |(_, v)| v)
-            .to_owned()
-    };
-    let supported = WIT_VERSIONS
-        .map(|v| format!("{WIT_PACKAGE}@{v}"))
-        .join(" and ");
-    let Some(first) = names.first() else {
-        return Err(format!(
-            "uses no {WIT_PACKAGE} interface: not an ersatz plugin (this ersatz implements {supported})"
-        ));
-    };
-    let version = version_of(first);
-    if let Some(other) = names.iter().find(|name| version_of(name) != version) {
-        return Err(format!(
-            "mixes {WIT_PACKAGE} versions ({first}, {other}): rebuild the plugin against one version in wit/"
-        ));
-    }
-    let Some(index) = WIT_VERSIONS.iter().position(|v| *v == version) else {
-        return Err(format!(
-            "built against {WIT_PACKAGE}@{version} ({first}); this ersatz implements {supported}: rebuild the plugin against one of those in wit/"
-        ));
-    };
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    if !exports.contains(&format!("{WIT_PACKAGE}/provider@{version}")) {
-        return Err(format!(
-            "exports no {WIT_PACKAGE}/provider@{version}: not an ersatz plugin (exports: {})",
-            exports.join(", ")
-        ));
-    }
-    Ok(Contract {
-        version: index,
-        credential: exports.contains(&format!("{WIT_PACKAGE}/credential-source@{version}")),
-    })
 }

@@ -1,0 +1,94 @@
+//! Which version of the contract a component was built against, read from
+//! its import and export names before anything is compiled: a component
+//! built against a version this host does not implement is refused without
+//! compiling (or caching) any of its code.
+
+use wasmparser::{Encoding, Parser, Payload};
+
+use super::bindings::{WIT_PACKAGE, WIT_VERSIONS};
+
+/// What a component was built against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contract {
+    /// An index into `WIT_VERSIONS`.
+    pub version: usize,
+    /// Whether it exports `credential-source` (the `credential-plugin` world).
+    pub credential: bool,
+}
+
+/// Reads the contract from the component's own (outermost) imports and
+/// exports. The reason names what is wrong; the caller names the file.
+pub fn read(wasm: &[u8]) -> Result<Contract, String> {
+    let (imports, exports) =
+        names(wasm).map_err(|e| format!("is not a WebAssembly component ({e})"))?;
+    let ours = |name: &&str| name.starts_with(&format!("{WIT_PACKAGE}/"));
+    let named: Vec<&str> = imports
+        .iter()
+        .chain(&exports)
+        .copied()
+        .filter(ours)
+        .collect();
+    let supported = WIT_VERSIONS
+        .map(|v| format!("{WIT_PACKAGE}@{v}"))
+        .join(" and ");
+    let Some(first) = named.first() else {
+        return Err(format!(
+            "uses no {WIT_PACKAGE} interface: not an ersatz plugin (this ersatz implements {supported})"
+        ));
+    };
+    let version = version_of(first);
+    if let Some(other) = named.iter().find(|name| version_of(name) != version) {
+        return Err(format!(
+            "mixes {WIT_PACKAGE} versions ({first}, {other}): rebuild the plugin against one version in wit/"
+        ));
+    }
+    let Some(index) = WIT_VERSIONS.iter().position(|v| *v == version) else {
+        return Err(format!(
+            "is built against {WIT_PACKAGE}@{version} ({first}); this ersatz implements {supported}: rebuild the plugin against one of those in wit/"
+        ));
+    };
+    if !exports.contains(&format!("{WIT_PACKAGE}/provider@{version}").as_str()) {
+        return Err(format!(
+            "exports no {WIT_PACKAGE}/provider@{version}: not an ersatz plugin (exports: {})",
+            exports.join(", ")
+        ));
+    }
+    let credential_source = format!("{WIT_PACKAGE}/credential-source@{version}");
+    Ok(Contract {
+        version: index,
+        credential: exports.contains(&credential_source.as_str()),
+    })
+}
+
+/// The names the outermost component imports and exports; the modules and
+/// components nested in it are skipped.
+fn names(wasm: &[u8]) -> Result<(Vec<&str>, Vec<&str>), String> {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(|e| e.to_string())? {
+            Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
+                return Err("a core module, not a component: build it for wasm32-wasip2".into());
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    imports.push(import.map_err(|e| e.to_string())?.name.name);
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.map_err(|e| e.to_string())?.name.name);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
+fn version_of(name: &str) -> &str {
+    name.rsplit_once('@')
+        .map_or("no version", |(_, version)| version)
+}
