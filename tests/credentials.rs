@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
-use common::{ersatz, python, run_python, send, Ersatz, Moto, StsProxy};
+use common::{ersatz, python, run_python, send, Ersatz, FaultProxy, Moto};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -253,7 +253,7 @@ async fn post_json(base: &str, method: Method, path: &str, body: &str) -> (Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_cold_requests_make_one_assume_role_call() {
     let moto = Moto::start();
-    let proxy = StsProxy::start(&moto.url);
+    let proxy = FaultProxy::start(&moto.url);
     // `cold` is not the active role, so nothing fetches it ahead of time.
     let server = Ersatz::with_toml(&format!(
         r#"
@@ -318,7 +318,7 @@ fn parse_time(value: &Value) -> std::time::SystemTime {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refreshes_before_expiry_and_rides_out_an_sts_outage() {
     let moto = Moto::start();
-    let proxy = StsProxy::start(&moto.url);
+    let proxy = FaultProxy::start(&moto.url);
     // 6-second credentials refreshed 3 seconds before they expire.
     let server = Ersatz::with_toml(&format!(
         "{}duration = \"6s\"\n\n[credentials]\nrefresh_margin = \"3s\"\n",
@@ -661,7 +661,7 @@ fn credential_config_mistakes_name_the_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_reaches_the_logs_at_any_level() {
     let moto = Moto::start();
-    let proxy = StsProxy::start(&moto.url);
+    let proxy = FaultProxy::start(&moto.url);
     let config = format!(
         "{}\n[roles.other]\narn = \"{}\"\nsource = \"caller\"\nsts_endpoint = \"{}\"\n",
         static_role_config(&proxy.url),
@@ -916,7 +916,7 @@ async fn metrics_count_requests_tokens_sts_calls_and_cache_hits() {
 /// faulty STS), `/status` telling the truth, and recovery after.
 async fn rides_out(fault: common::Fault) {
     let moto = Moto::start();
-    let proxy = StsProxy::start(&moto.url);
+    let proxy = FaultProxy::start(&moto.url);
     let server = Ersatz::with_toml(&format!(
         "{}duration = \"6s\"\n\n[credentials]\nrefresh_margin = \"3s\"\n",
         static_role_config(&proxy.url)
@@ -995,7 +995,7 @@ async fn soak_mixed_load_through_an_sts_outage() {
         (total / 6).max(Duration::from_secs(8))
     };
     let moto = Moto::start();
-    let proxy = StsProxy::start(&moto.url);
+    let proxy = FaultProxy::start(&moto.url);
     let server = Ersatz::with_toml(&format!(
         "{}duration = \"{}s\"\n\n[credentials]\nrefresh_margin = \"{}s\"\n",
         static_role_config(&proxy.url),

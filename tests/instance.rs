@@ -775,6 +775,43 @@ fn comparable(crawl: &Value) -> Value {
     serde_json::json!({ "meta-data": meta, "dynamic": crawl["dynamic"], "user-data": crawl["user-data"] })
 }
 
+/// An IMDS whose answers to the token PUT never arrive (a hop limit of 1
+/// behind a container's extra hop): the crawl falls back to IMDSv1 after a
+/// second, as the SDKs do, instead of waiting forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_falls_back_to_imdsv1_when_the_token_never_comes() {
+    let source = Ersatz::with_toml("[instance]\nid = \"i-0aaaabbbbccccdddd\"\n");
+    let proxy = common::FaultProxy::start(&source.url);
+    proxy.set_fault(common::Fault::HangPuts);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snapshot.json");
+    let mut crawl = std::process::Command::new(env!("CARGO_BIN_EXE_ersatz"))
+        .args(["snapshot", &proxy.url, "-o", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = crawl.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = crawl.kill();
+            panic!("the snapshot still waits for the token after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut crawl.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("crawling with IMDSv1"), "{stderr}");
+    let document: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        document["leaves"]["meta-data/instance-id"],
+        "i-0aaaabbbbccccdddd"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_then_replay_crawls_identically() {
     let state = tempfile::tempdir().unwrap();

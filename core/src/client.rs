@@ -2,6 +2,8 @@
 //! running ersatz's admin API (`role`, `bootstrap`, `event`) and any IMDS
 //! (`snapshot`).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{Method, Request, StatusCode};
@@ -17,8 +19,31 @@ pub fn authority(url: &str) -> Result<String, String> {
         .to_owned())
 }
 
-/// One request on a fresh connection.
+/// How long a server may take to answer one request: long enough for an
+/// admin call that waits on STS, short enough that a server that never
+/// answers does not hang the command.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request on a fresh connection, answered within `REQUEST_TIMEOUT`.
 pub async fn request(
+    authority: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<(StatusCode, Bytes), String> {
+    let exchange = exchange(authority, method, path, headers, body);
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from {authority} within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ))
+        })
+}
+
+async fn exchange(
     authority: &str,
     method: Method,
     path: &str,

@@ -7,6 +7,7 @@
 //! identity signatures (it signs the captured document with its own key).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::{Method, StatusCode};
@@ -126,18 +127,32 @@ impl Crawler {
     }
 }
 
+/// How long the token PUT may take before the crawl falls back to IMDSv1,
+/// as the AWS SDKs do: behind a container's extra network hop, an IMDS
+/// with a hop limit of 1 drops the answer to the PUT, and only v1 works.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Crawls the IMDS at `url`: IMDSv2 when it hands out tokens, else v1.
 pub async fn take(url: &str) -> Result<Snapshot, String> {
     let authority = client::authority(url)?;
     let ttl = [("x-aws-ec2-metadata-token-ttl-seconds", "21600")];
-    let token =
-        match client::request(&authority, Method::PUT, "/latest/api/token", &ttl, None).await? {
+    let put = client::request(&authority, Method::PUT, "/latest/api/token", &ttl, None);
+    let token = match tokio::time::timeout(TOKEN_TIMEOUT, put).await {
+        Ok(answer) => match answer? {
             (StatusCode::OK, body) => Some(String::from_utf8_lossy(&body).trim().to_owned()),
             (status, _) => {
                 tracing::info!(%status, "no IMDSv2 token; crawling with IMDSv1");
                 None
             }
-        };
+        },
+        Err(_) => {
+            tracing::info!(
+                "no answer to the IMDSv2 token request within {} s; crawling with IMDSv1",
+                TOKEN_TIMEOUT.as_secs()
+            );
+            None
+        }
+    };
     let mut crawler = Crawler {
         authority,
         token,

@@ -406,10 +406,10 @@ impl Drop for Moto {
     }
 }
 
-/// A loopback proxy in front of STS that counts AssumeRole calls and can play
-/// an outage (connections dropped on accept). It runs on its own runtime
+/// A loopback proxy in front of STS (or an IMDS) that counts AssumeRole calls
+/// and can play an outage (connections dropped on accept) or a `Fault`. It runs on its own runtime
 /// thread so that blocking test code cannot stall it.
-pub struct StsProxy {
+pub struct FaultProxy {
     pub url: String,
     assume_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -425,11 +425,14 @@ pub enum Fault {
     Slow = 1,
     /// Answers STS's throttling error.
     Throttle = 2,
+    /// Never answers a PUT, as an IMDS token answer is lost behind a hop
+    /// limit of 1; everything else passes.
+    HangPuts = 3,
 }
 
 const THROTTLED: &str = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>ersatz-test</RequestId></ErrorResponse>";
 
-impl StsProxy {
+impl FaultProxy {
     pub fn start(upstream: &str) -> Self {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::sync::Arc;
@@ -479,6 +482,9 @@ impl StsProxy {
                                     }
                                     match faulty.load(Ordering::SeqCst) {
                                         1 => tokio::time::sleep(Duration::from_secs(60)).await,
+                                        3 if parts.method == Method::PUT => {
+                                            tokio::time::sleep(Duration::from_secs(60)).await
+                                        }
                                         2 => {
                                             let mut throttled = http::Response::new(Full::new(
                                                 Bytes::from(THROTTLED),
@@ -527,7 +533,7 @@ impl StsProxy {
                 }
             });
         });
-        StsProxy {
+        FaultProxy {
             url,
             assume_calls,
             refused,
