@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
-use common::{ersatz, python, run_python, send, Ersatz, FaultProxy, Moto};
+use common::{ersatz, metric, python, run_python, send, Ersatz, FaultProxy, Moto};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -843,15 +843,6 @@ role = "b"
             .status,
         StatusCode::OK
     );
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

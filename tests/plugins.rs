@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::imds::client::Client as ImdsClient;
-use common::{ersatz, python, run_python, send, wasm, Ersatz, Moto};
+use common::{ersatz, metric, python, run_python, send, wasm, Ersatz, Moto};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -220,13 +220,10 @@ async fn traps_loops_and_runaway_allocation_answer_500_and_nothing_else_suffers(
         .await
         .text();
     for (name, at_least) in [("traps", 600), ("timeouts", 300), ("calls", 1000)] {
-        let line = format!("ersatz_plugin_{name}_total{{plugin=\"misbehave\"}} ");
-        let count: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .unwrap_or_else(|| panic!("no {line} in metrics"))
-            .parse()
-            .unwrap();
+        let count = metric(
+            &metrics,
+            &format!("ersatz_plugin_{name}_total{{plugin=\"misbehave\"}}"),
+        );
         assert!(count >= at_least, "{name}: {count}");
     }
     let logs = server.stderr();
@@ -370,14 +367,11 @@ async fn answers_are_reused_per_client_for_their_max_age_and_never_across_a_relo
     let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
         .await
         .text();
-    let count = |name: &str, plugin: &str| -> u64 {
-        let line = format!("ersatz_plugin_{name}_total{{plugin=\"{plugin}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .unwrap_or_else(|| panic!("no {line} in metrics"))
-            .parse()
-            .unwrap()
+    let count = |name: &str, plugin: &str| {
+        metric(
+            &metrics,
+            &format!("ersatz_plugin_{name}_total{{plugin=\"{plugin}\"}}"),
+        )
     };
     for (plugin, calls, hits) in [
         ("second", 3, 2),

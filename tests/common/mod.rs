@@ -562,6 +562,16 @@ impl FaultProxy {
     }
 }
 
+/// The value of one sample (`name` with its labels) in `/metrics` text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 /// A plugin built by tests/run.sh (shipped ones and test ones share a target dir).
 pub fn wasm(name: &str) -> PathBuf {
     let path = workspace()
