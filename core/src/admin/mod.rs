@@ -32,6 +32,7 @@ use crate::config::Secret;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
 use crate::listener::Handler;
+use crate::plugin::PluginStats;
 use crate::provider::events::Events;
 use crate::server::Reloader;
 use roles::RoleApi;
@@ -107,7 +108,7 @@ impl Admin {
     /// Prometheus text: the process counters, then per role and per plugin.
     fn metrics(&self) -> String {
         use std::fmt::Write;
-        use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         let mut extra = String::from("# HELP ersatz_role_sts_calls_total STS calls made for each role.\n# TYPE ersatz_role_sts_calls_total counter\n");
         for alias in self.roles.aliases() {
             if let Some(role) = self.roles.get(&alias) {
@@ -123,34 +124,34 @@ impl Admin {
             .as_ref()
             .map(|r| r.current().plugins.clone())
             .unwrap_or_default();
-        for (name, help) in [
-            ("calls", "Plugin calls."),
+        type Counter = fn(&PluginStats) -> &AtomicU64;
+        let counters: [(&str, &str, Counter); 5] = [
+            ("calls", "Plugin calls.", |s| &s.calls),
             (
                 "traps",
                 "Plugin calls that trapped (including the memory limit).",
+                |s| &s.traps,
             ),
-            ("timeouts", "Plugin calls stopped at their deadline."),
-            ("errors", "Plugin calls that returned an error."),
+            ("timeouts", "Plugin calls stopped at their deadline.", |s| {
+                &s.timeouts
+            }),
+            ("errors", "Plugin calls that returned an error.", |s| {
+                &s.errors
+            }),
             (
                 "cache_hits",
                 "Requests answered with a plugin's earlier answer, without a call.",
+                |s| &s.cache_hits,
             ),
-        ] {
+        ];
+        for (name, help, counter) in counters {
             let _ = write!(extra, "# HELP ersatz_plugin_{name}_total {help}\n# TYPE ersatz_plugin_{name}_total counter\n");
             for plugin in &plugins {
-                let stats = &plugin.stats;
-                let value = match name {
-                    "calls" => &stats.calls,
-                    "traps" => &stats.traps,
-                    "timeouts" => &stats.timeouts,
-                    "errors" => &stats.errors,
-                    _ => &stats.cache_hits,
-                };
                 let _ = writeln!(
                     extra,
                     "ersatz_plugin_{name}_total{{plugin=\"{}\"}} {}",
                     plugin.name,
-                    value.load(Relaxed)
+                    counter(&plugin.stats).load(Relaxed)
                 );
             }
         }
