@@ -55,11 +55,16 @@ pub fn normalise(raw_path: &str) -> Target<'_> {
     if !latest && !VERSIONS.contains(&version) {
         return Target::Unknown;
     }
-    if rest.split('/').any(|s| s == "." || s == "..") {
-        return Target::Unknown;
+    let mut folded = true;
+    for segment in rest.split('/') {
+        match segment {
+            "." | ".." => return Target::Unknown,
+            "" => folded = false,
+            _ => {}
+        }
     }
     // Nearly every client sends a path that is already folded: borrow it.
-    let path = if rest.is_empty() || rest.split('/').all(|s| !s.is_empty()) {
+    let path = if folded || rest.is_empty() {
         Cow::Borrowed(rest)
     } else {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
