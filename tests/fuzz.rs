@@ -5,6 +5,8 @@
 //! of cases (`PROPTEST_CASES` overrides); a panic or a broken property is a
 //! failed test, and proptest prints the shrunk input.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -255,10 +257,8 @@ proptest! {
 fn echo_component() -> &'static [u8] {
     static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     WASM.get_or_init(|| {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../plugins/target/wasm32-wasip2/release/echo_version.wasm");
-        std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (tests/run.sh builds it)", path.display()))
+        let path = common::wasm("echo_version");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     })
 }
 
