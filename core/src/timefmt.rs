@@ -5,6 +5,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+/// The last second that every format here can show (9999-12-31T23:59:59Z).
+pub const LATEST: Duration = Duration::from_secs(253_402_300_799);
+
+/// `at + after`, checked: past [`LATEST`] it stays at [`LATEST`]. Durations
+/// are bounded where they are parsed, so this is a guard, not a rule.
+pub fn add(at: SystemTime, after: Duration) -> SystemTime {
+    at.checked_add(after)
+        .filter(|sum| *sum <= UNIX_EPOCH + LATEST)
+        .unwrap_or(UNIX_EPOCH + LATEST)
+}
+
 pub fn iso_seconds(at: SystemTime) -> String {
     let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let at =
@@ -24,6 +35,21 @@ pub fn floor(at: SystemTime, step: Duration) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn additions_never_overflow_or_leave_the_formats() {
+        let now = SystemTime::now();
+        assert_eq!(
+            add(now, Duration::from_secs(60)),
+            now + Duration::from_secs(60)
+        );
+        let far = add(now, Duration::from_secs(u64::MAX));
+        assert_eq!(iso_seconds(far), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            iso_seconds(add(far, Duration::from_secs(1))),
+            "9999-12-31T23:59:59Z"
+        );
+    }
 
     #[test]
     fn formats_whole_seconds_in_utc() {

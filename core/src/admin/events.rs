@@ -19,7 +19,7 @@ use crate::encoder::Body;
 use crate::provider::events::{
     default_description, Autoscaling, Events, Maintenance, Spot, Timeline,
 };
-use crate::timefmt::iso_seconds;
+use crate::timefmt::{self, iso_seconds};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +72,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Refusal> {
 }
 
 fn later(within: Option<HumanDuration>, default: Duration) -> SystemTime {
-    SystemTime::now() + within.map_or(default, |d| d.0)
+    timefmt::add(SystemTime::now(), within.map_or(default, |d| d.0))
 }
 
 pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Response<Body> {
@@ -87,17 +87,17 @@ pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Resp
             "not a spot instance: set instance.life_cycle = \"spot\" or [events.spot]".to_owned(),
         )),
         (&Method::POST, "spot") => parse::<SpotBody>(body).map(|b| {
-            let now = SystemTime::now();
-            events.edit(|t| {
-                t.spot = Some(Spot {
-                    visible_at: now,
-                    action: b.action.unwrap_or(SpotAction::Terminate),
-                    action_at: later(b.within, Duration::from_secs(120)),
-                })
-            })
+            let spot = Spot {
+                visible_at: SystemTime::now(),
+                action: b.action.unwrap_or(SpotAction::Terminate),
+                action_at: later(b.within, Duration::from_secs(120)),
+            };
+            events.edit(|t| t.spot = Some(spot))
         }),
-        (&Method::POST, "rebalance") => parse::<RebalanceBody>(body)
-            .map(|b| events.edit(|t| t.rebalance = Some(later(b.within, Duration::ZERO)))),
+        (&Method::POST, "rebalance") => parse::<RebalanceBody>(body).map(|b| {
+            let at = later(b.within, Duration::ZERO);
+            events.edit(|t| t.rebalance = Some(at))
+        }),
         (&Method::POST, "maintenance") => parse::<MaintenanceBody>(body).and_then(|b| {
             if !MAINTENANCE_CODES.contains(&b.code.as_str()) {
                 return Err((
@@ -113,7 +113,10 @@ pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Resp
                     .unwrap_or_else(|| default_description(&b.code)),
                 code: b.code,
                 not_before,
-                not_after: not_before + b.duration.map_or(Duration::from_secs(7200), |d| d.0),
+                not_after: timefmt::add(
+                    not_before,
+                    b.duration.map_or(Duration::from_secs(7200), |d| d.0),
+                ),
                 state: b.state.unwrap_or_else(|| "active".into()),
             };
             events.edit(|t| t.maintenance.push(event));
@@ -157,10 +160,7 @@ pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Resp
         )),
     };
     match outcome {
-        Ok(()) => json(
-            StatusCode::OK,
-            &describe(&events.timeline.read().expect("events lock")),
-        ),
+        Ok(()) => json(StatusCode::OK, &describe(&events.timeline.read())),
         Err((status, reason)) => json_error(status, &reason),
     }
 }

@@ -1,4 +1,6 @@
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -27,18 +29,18 @@ impl BootstrapSource {
             expiration: None,
             issued: SystemTime::now(),
         };
-        *self.held.write().expect("bootstrap lock") = Some(Arc::new(credentials));
+        *self.held.write() = Some(Arc::new(credentials));
     }
 
     pub fn is_set(&self) -> bool {
-        self.held.read().expect("bootstrap lock").is_some()
+        self.held.read().is_some()
     }
 }
 
 #[async_trait]
 impl CredentialSource for BootstrapSource {
     async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
-        self.held.read().expect("bootstrap lock").clone().ok_or_else(|| {
+        self.held.read().clone().ok_or_else(|| {
             SourceError("not bootstrapped yet: POST source credentials to /bootstrap/creds on the admin API".into())
         })
     }

@@ -8,7 +8,9 @@
 //!   the held source credentials, never with the previous role credentials).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -70,7 +72,6 @@ impl Cached {
         let now = SystemTime::now();
         self.current
             .read()
-            .expect("credentials lock")
             .as_ref()
             .filter(|c| c.is_valid_at(now))
             .cloned()
@@ -78,7 +79,7 @@ impl Cached {
 
     /// Lets the next request call out at once (a source it depends on changed).
     pub fn forget_failure(&self) {
-        *self.last_failure.lock().expect("failure lock") = None;
+        *self.last_failure.lock() = None;
     }
 
     /// How many times the inner source was called.
@@ -100,8 +101,8 @@ impl Cached {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.inner.credentials().await {
             Ok(credentials) => {
-                *self.current.write().expect("credentials lock") = Some(credentials.clone());
-                *self.last_failure.lock().expect("failure lock") = None;
+                *self.current.write() = Some(credentials.clone());
+                *self.last_failure.lock() = None;
                 tracing::info!(
                     source = %self.label,
                     expires = %credentials.expiration.map_or("never".into(), iso_seconds),
@@ -120,8 +121,7 @@ impl Cached {
                     ),
                     None => tracing::warn!(source = %self.label, %error, "no credentials"),
                 }
-                *self.last_failure.lock().expect("failure lock") =
-                    Some((Instant::now(), error.clone()));
+                *self.last_failure.lock() = Some((Instant::now(), error.clone()));
                 Err(error)
             }
         }
@@ -129,7 +129,7 @@ impl Cached {
 
     /// When the background task should next refresh, if ever.
     fn refresh_due(&self) -> Option<SystemTime> {
-        let current = self.current.read().expect("credentials lock").clone()?;
+        let current = self.current.read().clone()?;
         let expiration = current.expiration?;
         let lifetime = expiration
             .duration_since(current.issued)
@@ -209,7 +209,7 @@ impl CredentialSource for Cached {
         if let Some(held) = self.peek() {
             return Ok(held);
         }
-        if let Some((at, error)) = self.last_failure.lock().expect("failure lock").as_ref() {
+        if let Some((at, error)) = self.last_failure.lock().as_ref() {
             if at.elapsed() < FAILURE_HOLD {
                 return Err(error.clone());
             }

@@ -3,7 +3,9 @@
 //! what STS AssumeRole returns when called with that source's credentials.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -97,7 +99,7 @@ impl Roles {
     }
 
     pub fn active(&self) -> String {
-        self.active.read().expect("role lock").clone()
+        self.active.read().clone()
     }
 
     pub fn get(&self, alias: &str) -> Option<&Role> {
@@ -110,7 +112,7 @@ impl Roles {
 
     pub fn set_active(&self, alias: &str) -> Result<(), String> {
         let role = self.roles.get(alias).ok_or_else(|| self.unknown(alias))?;
-        *self.active.write().expect("role lock") = alias.to_owned();
+        *self.active.write() = alias.to_owned();
         role.prefetch();
         Ok(())
     }
@@ -126,8 +128,8 @@ impl Roles {
             )
         })?;
         let binding = bind(alias, role.assume.as_ref(), source, served, self.policy);
-        *role.binding.write().expect("binding lock") = Arc::new(binding);
-        *role.rendered.lock().expect("render lock") = None;
+        *role.binding.write() = Arc::new(binding);
+        *role.rendered.lock() = None;
         tracing::info!(role = alias, source, "role re-bound");
         role.prefetch();
         Ok(())
@@ -183,7 +185,7 @@ fn bind(
 
 impl Role {
     pub fn binding(&self) -> Arc<Binding> {
-        self.binding.read().expect("binding lock").clone()
+        self.binding.read().clone()
     }
 
     pub async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
@@ -218,7 +220,7 @@ impl Role {
             Err(error) => return Bytes::from(failure_document("Failure", &error.0, now)),
         };
         let (last_updated, expiration) = served_times(&credentials, now);
-        let mut rendered = self.rendered.lock().expect("render lock");
+        let mut rendered = self.rendered.lock();
         if let Some(r) = rendered.as_ref() {
             if Arc::ptr_eq(&r.credentials, &credentials) && r.window == last_updated {
                 return r.body.clone();

@@ -3,9 +3,9 @@
 //! instead of an instance. Dropped with the provider, so a reload starts
 //! empty.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::provider::Resolved;
@@ -47,7 +47,7 @@ impl AnswerCache {
     }
 
     pub fn get(&self, client: IpAddr, path: &str, now: Instant) -> Option<Resolved> {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answers = self.answers.lock();
         let paths = answers.by_client.get_mut(&client)?;
         let kept = paths.get(path)?;
         if kept.expires > now {
@@ -79,7 +79,7 @@ impl AnswerCache {
             return;
         }
         let bytes = body + path.len();
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answers = self.answers.lock();
         let fits = |a: &Answers| a.count < MAX_ANSWERS && a.bytes + bytes <= MAX_BYTES;
         if !fits(&answers) {
             answers.drop_expired(now);
@@ -146,7 +146,7 @@ mod tests {
         assert!(cache.get(one, "b", now).is_none(), "another path");
         let later = now + Duration::from_secs(2);
         assert!(cache.get(one, "a", later).is_none(), "expired");
-        assert_eq!(cache.answers.lock().unwrap().count, 0);
+        assert_eq!(cache.answers.lock().count, 0);
     }
 
     #[test]
@@ -181,7 +181,7 @@ mod tests {
         let later = now + Duration::from_secs(1);
         cache.put(client, "new", &text("x"), 60, later);
         assert!(cache.get(client, "new", later).is_some());
-        assert_eq!(cache.answers.lock().unwrap().count, MAX_ANSWERS / 2 + 1);
+        assert_eq!(cache.answers.lock().count, MAX_ANSWERS / 2 + 1);
     }
 
     #[test]
@@ -197,7 +197,7 @@ mod tests {
             cache.get(client, "b", now).is_none(),
             "over budget: not kept"
         );
-        let answers = cache.answers.lock().unwrap();
+        let answers = cache.answers.lock();
         assert_eq!((answers.count, answers.bytes), (1, MAX_BYTES / 2 + 1));
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::Plugin;
 use crate::config::Secret;
 use crate::credentials::{CredentialSource, Credentials, SourceError};
+use crate::timefmt;
 
 pub struct PluginSource {
     pub plugin: Arc<Plugin>,
@@ -25,7 +26,10 @@ impl CredentialSource for PluginSource {
             access_key_id: c.access_key_id,
             secret_access_key: Secret::new(c.secret_access_key),
             session_token: c.session_token.map(Secret::new),
-            expiration: c.expiration.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            // A plugin's number: checked, as any input (u64::MAX must not panic).
+            expiration: c
+                .expiration
+                .map(|s| timefmt::add(UNIX_EPOCH, Duration::from_secs(s))),
             issued,
         }))
     }

@@ -4,7 +4,9 @@
 //! after start-up, or set at run time from the admin API); the state is
 //! computed from the clock on every request, so nothing runs in between.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,7 +19,7 @@ use time::OffsetDateTime;
 use super::{Provider, Request, Resolved};
 use crate::awsjson;
 use crate::config::{EventsConfig, SpotAction};
-use crate::timefmt::iso_seconds;
+use crate::timefmt::{self, iso_seconds};
 
 pub const SPOT_MOUNT: &str = "meta-data/spot";
 pub const EVENTS_MOUNT: &str = "meta-data/events";
@@ -66,12 +68,12 @@ pub struct Events {
 
 impl Events {
     pub fn from_config(config: &EventsConfig, spot_instance: bool, started: SystemTime) -> Self {
-        let at = |after: Duration| started + after;
+        let at = |after: Duration| timefmt::add(started, after);
         let timeline = Timeline {
             spot: config.spot.as_ref().map(|s| Spot {
                 visible_at: at(s.after.0),
                 action: s.action,
-                action_at: at(s.after.0 + s.warning.0),
+                action_at: timefmt::add(at(s.after.0), s.warning.0),
             }),
             rebalance: config.rebalance.as_ref().map(|r| at(r.after.0)),
             maintenance: config
@@ -85,7 +87,7 @@ impl Events {
                         .clone()
                         .unwrap_or_else(|| default_description(&m.code)),
                     not_before: at(m.not_before.0),
-                    not_after: at(m.not_before.0 + m.duration.0),
+                    not_after: timefmt::add(at(m.not_before.0), m.duration.0),
                     state: m.state.clone(),
                 })
                 .collect(),
@@ -102,15 +104,14 @@ impl Events {
         }
     }
 
+    /// Changes the timeline. Compute new values before calling: the
+    /// closure runs under the write lock, and should only assign.
     pub fn edit(&self, change: impl FnOnce(&mut Timeline)) {
-        change(&mut self.timeline.write().expect("events lock"));
+        change(&mut self.timeline.write());
     }
 
     fn now(&self) -> (Timeline, SystemTime) {
-        (
-            self.timeline.read().expect("events lock").clone(),
-            SystemTime::now(),
-        )
+        (self.timeline.read().clone(), SystemTime::now())
     }
 }
 
@@ -213,7 +214,7 @@ fn maintenance(timeline: &Timeline, now: SystemTime, keep: impl Fn(&str) -> bool
                 ("NotAfter", aws_date(m.not_after).into()),
                 (
                     "NotBeforeDeadline",
-                    aws_date(m.not_after + Duration::from_secs(7 * 86400)).into(),
+                    aws_date(timefmt::add(m.not_after, Duration::from_secs(7 * 86400))).into(),
                 ),
                 ("State", m.state.as_str().into()),
             ]);
