@@ -3,7 +3,6 @@
 //! caches a token for hours and retries a 401 with the same one).
 
 use std::cell::Cell;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,6 +14,7 @@ use http::HeaderName;
 use sha2::Sha256;
 
 use crate::admin::constant_time_eq;
+use crate::state::StateDir;
 
 // Header names as constants: a `&str` name is parsed again on every use.
 pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-aws-ec2-metadata-token");
@@ -51,14 +51,21 @@ pub enum TtlError {
     Invalid,
 }
 
-/// `X-aws-ec2-metadata-token-ttl-seconds`: an integer from 1 to 21600.
+/// `X-aws-ec2-metadata-token-ttl-seconds`: from 1 to 21600, written in plain
+/// decimal digits (no sign, no leading zero, no white space), as IMDS
+/// requires.
 pub fn parse_ttl(value: Option<&[u8]>) -> Result<u64, TtlError> {
-    let value = value.ok_or(TtlError::Missing)?;
-    let ttl: u64 = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or(TtlError::Invalid)?;
-    if (1..=MAX_TTL).contains(&ttl) {
+    let digits = value.ok_or(TtlError::Missing)?;
+    let plain = matches!(digits.first(), Some(b'1'..=b'9'))
+        && digits.len() <= 5
+        && digits.iter().all(u8::is_ascii_digit);
+    if !plain {
+        return Err(TtlError::Invalid);
+    }
+    let ttl = digits
+        .iter()
+        .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+    if ttl <= MAX_TTL {
         Ok(ttl)
     } else {
         Err(TtlError::Invalid)
@@ -80,18 +87,23 @@ impl Sessions {
         }
     }
 
+    /// A key that lives and dies with this process.
+    pub fn in_memory() -> Self {
+        Self::with_key(random())
+    }
+
     /// Loads the key from `state_dir`, creating it (mode 0600) on first start.
-    /// Without a usable state directory tokens last only as long as the process.
+    /// Without a usable state directory the key lives in memory: call this
+    /// once per process, so that reloads never change it.
     pub fn load(state_dir: &Path) -> Self {
         match load_or_create_key(state_dir) {
             Ok(key) => Self::with_key(key),
             Err(error) => {
                 tracing::warn!(
-                    dir = %state_dir.display(),
                     %error,
-                    "cannot keep the token key; IMDSv2 tokens will not survive a restart"
+                    "cannot keep the token key in the state directory; using a key in memory: IMDSv2 tokens will not survive a restart"
                 );
-                Self::with_key(random())
+                Self::in_memory()
             }
         }
     }
@@ -138,6 +150,44 @@ impl Sessions {
     }
 }
 
+/// Tokens for the container-credentials endpoint (`/ecs/ALIAS`), one per
+/// role: an HMAC of the alias under a key made at start-up, so a process
+/// handed `alpha`'s token cannot read `beta`. They last as long as the
+/// process, as the children of `ersatz exec` do.
+pub struct ContainerTokens {
+    keyed: Hmac<Sha256>,
+}
+
+impl ContainerTokens {
+    pub fn new() -> Self {
+        Self {
+            keyed: Hmac::<Sha256>::new_from_slice(&random::<32>()).expect("any key length works"),
+        }
+    }
+
+    pub fn token_for(&self, alias: &str) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(b"ecs/");
+        mac.update(alias.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `presented` is `alias`'s token (compared in constant time).
+    pub fn admits(&self, presented: &[u8], alias: &str) -> bool {
+        constant_time_eq(presented, self.token_for(alias).as_bytes())
+    }
+}
+
+impl Default for ContainerTokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::getrandom(&mut bytes).expect("the OS random generator is available");
@@ -145,19 +195,25 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 fn load_or_create_key(state_dir: &Path) -> std::io::Result<[u8; 32]> {
-    let path = state_dir.join(KEY_FILE);
-    if let Ok(existing) = std::fs::read(&path) {
-        if let Ok(key) = existing.try_into() {
-            return Ok(key);
-        }
-        tracing::warn!(file = %path.display(), "token key has the wrong size; replacing it");
-    }
-    crate::state::create_private_dir(state_dir)?;
-    let key = random();
-    let mut file = crate::state::create_private_file(&path)?;
-    file.write_all(&key)?;
-    file.sync_all()?;
-    Ok(key)
+    let dir = StateDir::open(state_dir)?;
+    let locked = dir.lock()?;
+    let replace = match locked.read(KEY_FILE)? {
+        Some(existing) => match <[u8; 32]>::try_from(existing) {
+            Ok(key) => return Ok(key),
+            Err(_) => {
+                tracing::warn!(dir = %state_dir.display(), "token key has the wrong size; replacing it");
+                true
+            }
+        },
+        None => false,
+    };
+    let kept = locked.write(KEY_FILE, &random::<32>(), replace)?;
+    kept.try_into().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "another process wrote a token key of the wrong size",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -172,6 +228,20 @@ mod tests {
         assert_eq!(parse_ttl(Some(b"21601")), Err(TtlError::Invalid));
         assert_eq!(parse_ttl(Some(b"-5")), Err(TtlError::Invalid));
         assert_eq!(parse_ttl(Some(b"ten")), Err(TtlError::Invalid));
+        for sloppy in [
+            &b"+5"[..],
+            b"05",
+            b"5\t",
+            b" 5",
+            b"",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_ttl(Some(sloppy)),
+                Err(TtlError::Invalid),
+                "{sloppy:?}"
+            );
+        }
         assert_eq!(parse_ttl(None), Err(TtlError::Missing));
     }
 
@@ -186,6 +256,16 @@ mod tests {
         tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
         assert_eq!(sessions.check(&tampered), None);
         assert_eq!(sessions.check(b"not-a-token"), None);
+    }
+
+    #[test]
+    fn container_tokens_admit_their_own_role_only() {
+        let tokens = ContainerTokens::new();
+        let alpha = tokens.token_for("alpha");
+        assert!(tokens.admits(alpha.as_bytes(), "alpha"));
+        assert!(!tokens.admits(alpha.as_bytes(), "beta"));
+        assert!(!ContainerTokens::new().admits(alpha.as_bytes(), "alpha"));
+        assert_ne!(alpha, tokens.token_for("beta"));
     }
 
     #[test]

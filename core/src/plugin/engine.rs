@@ -8,10 +8,11 @@
 //! 1.7x the CPU it costs alone with one shared pool, 1.2x with a pool per
 //! thread (plugin GETs: 6% more requests per second on 2 cores).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::state::StateDir;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -89,19 +90,27 @@ impl PluginEngine {
     /// `wasm` compiled for every engine, in engine order: compiled once, or
     /// loaded from the compilation a previous start cached.
     pub fn components(&self, wasm: &[u8]) -> wasmtime::Result<Vec<Component>> {
-        let cached = self.cache_path(wasm);
-        if cached.is_file() {
-            match self.load_cached(&cached) {
-                Ok(components) => return Ok(components),
+        let name = cache_name(self.first(), wasm);
+        // A cached compilation is native code that runs in this process: it
+        // is loaded only from a directory and file this user alone may write.
+        let cache = StateDir::open(&self.cache_dir);
+        if let Ok(dir) = &cache {
+            match self.load_cached(dir, &name) {
+                Ok(Some(components)) => {
+                    tracing::info!(file = %name, "compiled plugin loaded from the cache");
+                    return Ok(components);
+                }
+                Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(file = %cached.display(), %error, "ignoring a bad compiled-plugin cache entry")
+                    tracing::warn!(file = %name, %error, "ignoring a bad compiled-plugin cache entry; compiling again")
                 }
             }
         }
         let compiled = Component::new(self.first(), wasm)?;
         // One serialization feeds both the cache and the other engines.
         let bytes = compiled.serialize()?;
-        if let Err(error) = self.store(&cached, &bytes) {
+        let stored = cache.and_then(|dir| dir.lock()?.write(&name, &bytes, true));
+        if let Err(error) = stored {
             tracing::warn!(dir = %self.cache_dir.display(), %error, "cannot cache the compiled plugin");
         }
         let mut components = vec![compiled];
@@ -113,35 +122,34 @@ impl PluginEngine {
         Ok(components)
     }
 
-    fn load_cached(&self, cached: &Path) -> wasmtime::Result<Vec<Component>> {
+    fn load_cached(&self, dir: &StateDir, name: &str) -> wasmtime::Result<Option<Vec<Component>>> {
+        let Some(bytes) = dir.lock()?.read_up_to(name, MAX_COMPILED_PLUGIN)? else {
+            return Ok(None);
+        };
         self.engines
             .iter()
-            // SAFETY: the file is our own serialization, in a 0700 directory,
-            // named by the hash of the wasm and of the engines' settings.
-            .map(|engine| unsafe { Component::deserialize_file(engine, cached) })
-            .collect()
+            // SAFETY: our own serialization, read from a file only this
+            // user may write, named by the hash of the wasm and of the
+            // engines' settings; wasmtime checks its header and version.
+            .map(|engine| unsafe { Component::deserialize(engine, &bytes) })
+            .collect::<wasmtime::Result<_>>()
+            .map(Some)
     }
+}
 
-    fn cache_path(&self, wasm: &[u8]) -> PathBuf {
-        let mut hash = Sha256::new();
-        hash.update(wasm);
-        // Any change of wasmtime version or settings must miss the cache.
-        let mut compatibility = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(
-            &self.first().precompile_compatibility_hash(),
-            &mut compatibility,
-        );
-        hash.update(std::hash::Hasher::finish(&compatibility).to_le_bytes());
-        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        self.cache_dir.join(format!("{digest}.cwasm"))
-    }
+/// Larger than any compiled plugin that fits the memory limits.
+const MAX_COMPILED_PLUGIN: u64 = 256 << 20;
 
-    fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        crate::state::create_private_dir(&self.cache_dir)?;
-        let partial = path.with_extension("partial");
-        std::io::Write::write_all(&mut crate::state::create_private_file(&partial)?, bytes)?;
-        std::fs::rename(partial, path)
-    }
+/// The cache file of `wasm`: the hash of its bytes and of the engine's
+/// settings, so any change of wasmtime version or settings misses.
+fn cache_name(engine: &Engine, wasm: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(wasm);
+    let mut compatibility = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compatibility);
+    hash.update(std::hash::Hasher::finish(&compatibility).to_le_bytes());
+    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{digest}.cwasm")
 }
 
 /// This thread's engine, by index: threads are spread over the engines in

@@ -27,13 +27,14 @@ use openssl::x509::{X509Name, X509};
 use tokio::sync::OnceCell;
 
 use super::{Provider, Request, Resolved};
+use crate::state::StateDir;
 
 pub const MOUNT: &str = "dynamic/instance-identity";
 const KEY_FILE: &str = "identity.key";
 const CERT_FILE: &str = "identity.crt";
 
 /// Where the signing key and certificate come from.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// Generated on first use and kept in this directory.
     StateDir(PathBuf),
@@ -61,22 +62,53 @@ impl IdentityKey {
                 })?;
                 Ok(Self { key, certificate })
             }
-            KeySource::StateDir(dir) => {
-                let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
-                if key_path.is_file() && cert_path.is_file() {
-                    return Self::load(&KeySource::Files {
-                        key: key_path,
-                        certificate: cert_path,
-                    });
+            KeySource::StateDir(dir) => Self::load_or_create(dir).or_else(|error| {
+                tracing::warn!(
+                    %error,
+                    "cannot keep the identity key in the state directory; using a key in memory: signatures will change at the next start"
+                );
+                Self::generate().map_err(|e| format!("cannot generate the identity key: {e}"))
+            }),
+        }
+    }
+
+    /// The key and certificate kept in `dir`, made on first use: under the
+    /// directory's lock, so two servers starting at once agree on one key.
+    fn load_or_create(dir: &Path) -> Result<Self, String> {
+        let dir = StateDir::open(dir).map_err(|e| e.to_string())?;
+        let locked = dir.lock().map_err(|e| e.to_string())?;
+        let read = |name: &str| locked.read(name).map_err(|e| e.to_string());
+        if let (Some(key), Some(certificate)) = (read(KEY_FILE)?, read(CERT_FILE)?) {
+            match Self::from_pem(&key, &certificate) {
+                Ok(kept) => return Ok(kept),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.path().display(), %error, "identity key is corrupt; replacing it")
                 }
-                let created = Self::generate()
-                    .map_err(|e| format!("cannot generate the identity key: {e}"))?;
-                created.save(dir, &key_path, &cert_path).map_err(|e| {
-                    format!("cannot keep the identity key in {}: {e}", dir.display())
-                })?;
-                Ok(created)
             }
         }
+        let created =
+            Self::generate().map_err(|e| format!("cannot generate the identity key: {e}"))?;
+        let key_pem = created
+            .key
+            .private_key_to_pem_pkcs8()
+            .map_err(|e| e.to_string())?;
+        let write = |name: &str, pem: &[u8]| {
+            locked
+                .write(name, pem, true)
+                .map_err(|e| format!("cannot keep the identity key: {e}"))
+        };
+        write(KEY_FILE, &key_pem)?;
+        write(CERT_FILE, &created.certificate_pem())?;
+        Ok(created)
+    }
+
+    fn from_pem(key: &[u8], certificate: &[u8]) -> Result<Self, String> {
+        Ok(Self {
+            key: PKey::private_key_from_pem(key)
+                .map_err(|e| format!("not a PEM private key: {e}"))?,
+            certificate: X509::from_pem(certificate)
+                .map_err(|e| format!("not a PEM certificate: {e}"))?,
+        })
     }
 
     fn generate() -> Result<Self, openssl::error::ErrorStack> {
@@ -102,17 +134,6 @@ impl IdentityKey {
             key,
             certificate: builder.build(),
         })
-    }
-
-    fn save(&self, dir: &Path, key_path: &Path, cert_path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        crate::state::create_private_dir(dir)?;
-        let key_pem = self
-            .key
-            .private_key_to_pem_pkcs8()
-            .map_err(std::io::Error::other)?;
-        crate::state::create_private_file(key_path)?.write_all(&key_pem)?;
-        crate::state::create_private_file(cert_path)?.write_all(&self.certificate_pem())
     }
 
     pub fn certificate_pem(&self) -> Vec<u8> {
@@ -164,17 +185,68 @@ struct Signed {
     rsa2048: Bytes,
 }
 
+/// The signing key, loaded once and shared by every rebuilt provider, so
+/// reloads never change it (even one that lives only in memory).
+pub struct SigningKey {
+    source: KeySource,
+    key: OnceCell<Option<Arc<IdentityKey>>>,
+}
+
+impl SigningKey {
+    /// Loaded (or generated) on the first request for a signature, so
+    /// instances nobody verifies pay nothing.
+    pub fn lazy(source: KeySource) -> Self {
+        Self {
+            source,
+            key: OnceCell::new(),
+        }
+    }
+
+    /// A key loaded already (from `[identity]`, checked with the configuration).
+    pub fn loaded(source: KeySource, key: IdentityKey) -> Self {
+        Self {
+            source,
+            key: OnceCell::new_with(Some(Some(Arc::new(key)))),
+        }
+    }
+
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    async fn get(&self) -> Option<Arc<IdentityKey>> {
+        self.key
+            .get_or_init(|| async {
+                let source = self.source.clone();
+                // Key generation is CPU work: off the async threads.
+                let loaded = tokio::task::spawn_blocking(move || IdentityKey::load(&source))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|loaded| loaded);
+                match loaded {
+                    Ok(key) => Some(Arc::new(key)),
+                    Err(error) => {
+                        tracing::error!(%error, "identity signatures unavailable");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+}
+
 pub struct IdentityProvider {
     document: Bytes,
-    keys: KeySource,
+    key: Arc<SigningKey>,
     signed: OnceCell<Option<Arc<Signed>>>,
 }
 
 impl IdentityProvider {
-    pub fn new(document: impl Into<Bytes>, keys: KeySource) -> Self {
+    pub fn new(document: impl Into<Bytes>, key: Arc<SigningKey>) -> Self {
         Self {
             document: document.into(),
-            keys,
+            key,
             signed: OnceCell::new(),
         }
     }
@@ -182,20 +254,16 @@ impl IdentityProvider {
     async fn signed(&self) -> Option<Arc<Signed>> {
         self.signed
             .get_or_init(|| async {
-                let (keys, document) = (self.keys.clone(), self.document.clone());
-                // Key generation and signing are CPU work: off the async threads.
-                let signed = tokio::task::spawn_blocking(move || {
-                    let key = IdentityKey::load(&keys)?;
-                    key.sign(&document)
-                        .map_err(|e| format!("cannot sign the identity document: {e}"))
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|signed| signed);
+                let key = self.key.get().await?;
+                let document = self.document.clone();
+                let signed = tokio::task::spawn_blocking(move || key.sign(&document))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|signed| signed.map_err(|e| e.to_string()));
                 match signed {
                     Ok(signed) => Some(Arc::new(signed)),
                     Err(error) => {
-                        tracing::error!(%error, "identity signatures unavailable");
+                        tracing::error!(%error, "cannot sign the identity document");
                         None
                     }
                 }
