@@ -3,6 +3,8 @@ use std::fmt;
 use figment::error::Kind;
 use figment::{Figment, Metadata, Source};
 
+use super::secret::is_secret_key;
+
 /// A configuration mistake: where it was made (file, environment variable,
 /// flag), the key, and why it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +95,13 @@ impl ConfigError {
                     expected.join(", ")
                 )
             }
-            other => other.to_string(),
+            Kind::InvalidType(_, expected) if is_secret_key(&path.join(".")) => {
+                format!("must be {expected}; the value is not shown, as this key holds a secret")
+            }
+            _ if is_secret_key(&path.join(".")) => {
+                "invalid; the value is not shown, as this key holds a secret".to_owned()
+            }
+            other => without_quoted_source(&other.to_string()),
         };
         Self {
             origin: origin(error.metadata.as_ref(), &path),
@@ -101,6 +109,25 @@ impl ConfigError {
             reason,
         }
     }
+}
+
+/// A parse error without the lines of the file it quotes (`3 | key = "…`):
+/// the line may hold a secret, and the line and column are kept.
+fn without_quoted_source(message: &str) -> String {
+    let quoted = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    message
+        .lines()
+        .filter(|line| !quoted(line))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn origin<K: AsRef<str>>(metadata: Option<&Metadata>, path: &[K]) -> String {

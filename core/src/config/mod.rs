@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use secret::Secret;
+use secret::SecretEnv;
 pub use sections::*;
 pub use validate::mount_path;
 use validate::validate;
@@ -103,6 +104,10 @@ pub struct ServerConfig {
     /// Open connections per listener; more are answered 503 and closed.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Open connections one client address may hold per listener (at most
+    /// `max_connections`), so one client cannot take every slot.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
     /// How long a client may take to send a request head, and how long an
     /// idle keep-alive connection stays open.
     #[serde(default = "default_client_timeout")]
@@ -211,10 +216,47 @@ pub struct Loaded {
     figment: Figment,
 }
 
+/// Keys a running server cannot change: its sockets and limits, its state
+/// directory, and what its roles, credentials and events were built from
+/// (bootstrapped and cached credentials, and events set at run time, live on
+/// across reloads). A reload that changes one is refused, naming it.
+const RESTART_KEYS: &[&str] = &[
+    "server.listen",
+    "server.admin_listen",
+    "server.max_connections",
+    "server.max_connections_per_client",
+    "server.client_timeout",
+    "server.state_dir",
+    "sources",
+    "roles",
+    "default_role",
+    "credentials",
+    "events",
+    "instance.life_cycle",
+];
+
 impl Loaded {
     /// Where `key` was set, for error messages.
     pub fn error(&self, key: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::at(&self.figment, key, reason)
+    }
+
+    /// The keys whose values differ in `next` and need a restart.
+    pub fn needs_restart(&self, next: &Loaded) -> Vec<&'static str> {
+        // Compared as JSON: figment's values carry tags that differ between
+        // two loads of the same file.
+        let value = |loaded: &Loaded, key: &str| {
+            loaded
+                .figment
+                .find_value(key)
+                .ok()
+                .and_then(|v| serde_json::to_value(v).ok())
+        };
+        RESTART_KEYS
+            .iter()
+            .copied()
+            .filter(|key| value(self, key) != value(next, key))
+            .collect()
     }
 }
 
@@ -223,7 +265,9 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     if let Some(file) = file {
         figment = figment.merge(file_provider(file)?);
     }
-    figment = figment.merge(env_provider());
+    figment = figment
+        .merge(env_provider())
+        .merge(SecretEnv::from_process());
     figment = apply_overrides(figment, overrides)?;
 
     let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
@@ -259,10 +303,12 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
     Ok(figment)
 }
 
+/// `ERSATZ_…` variables, but those holding secrets (see [`SecretEnv`]).
 fn env_provider() -> Env {
     Env::prefixed("ERSATZ_").split("__").filter(|key| {
         let section = key.as_str().split('.').next().unwrap_or_default();
         SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+            && !secret::is_secret_key(&key.as_str().to_ascii_lowercase())
     })
 }
 
@@ -324,6 +370,10 @@ pub use finto::expand_home;
 
 fn default_max_connections() -> usize {
     1024
+}
+
+fn default_max_connections_per_client() -> usize {
+    256
 }
 
 fn default_client_timeout() -> HumanDuration {

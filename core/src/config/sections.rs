@@ -224,8 +224,13 @@ impl<'de> Deserialize<'de> for ByteSize {
             "GiB" => 1 << 30,
             _ => 0,
         };
-        match number.parse::<usize>() {
-            Ok(n) if scale > 0 => Ok(Self(n * scale)),
+        // Checked: "17592186044432MiB" must not wrap around to a small size.
+        match number
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+        {
+            Some(bytes) if scale > 0 => Ok(Self(bytes)),
             _ => Err(serde::de::Error::custom(format!(
                 "\"{text}\" is not a size like 16MiB, 512KiB or a number of bytes"
             ))),
@@ -250,25 +255,72 @@ impl Default for CredentialsConfig {
     }
 }
 
-/// A duration written as `"1h"`, `"90s"`, `"15m"` or whole seconds.
+/// The longest duration ersatz accepts anywhere (config, admin API, CLI):
+/// a year is longer than any timeline a test or a workstation needs, and
+/// keeps every `now + duration` far from the limits of the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// A duration written as `"1h"`, `"90s"`, `"15m"` or whole seconds, at most
+/// [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+impl HumanDuration {
+    /// Parses the text form, with the bound; the error is a sentence that
+    /// shows the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parsed = humantime::parse_duration(text.trim()).map_err(|error| match error {
+            humantime::DurationError::NumberOverflow => {
+                format!("{text} is longer than the longest duration accepted, 365d")
+            }
+            _ => format!(
+                "\"{text}\" is not a duration: write a number and a unit, like 5s, 2m or 1h"
+            ),
+        })?;
+        Self::bounded(parsed, text)
+    }
+
+    fn bounded(duration: Duration, shown: &str) -> Result<Self, String> {
+        if duration > MAX_DURATION {
+            return Err(format!(
+                "{shown} is longer than the longest duration accepted, 365d"
+            ));
+        }
+        Ok(Self(duration))
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(u64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration like 5s, 2m or 1h, or whole seconds")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<Self::Value, E> {
+                // Compared before building a Duration: any u64 is a valid
+                // input, and none may overflow on the way.
+                if seconds > MAX_DURATION.as_secs() {
+                    return Err(E::custom(format!(
+                        "{seconds} seconds is longer than the longest duration accepted, 365d"
+                    )));
+                }
+                Ok(HumanDuration(Duration::from_secs(seconds)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Self::Value, E> {
+                u64::try_from(seconds)
+                    .map_err(|_| E::custom(format!("{seconds}: a duration cannot be negative")))
+                    .and_then(|seconds| self.visit_u64(seconds))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                HumanDuration::parse(text).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(deserializer)? {
-            Raw::Seconds(seconds) => Ok(Self(Duration::from_secs(seconds))),
-            Raw::Text(text) => humantime::parse_duration(&text).map(Self).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "\"{text}\" is not a duration like 1h or 90s ({e})"
-                ))
-            }),
-        }
+        deserializer.deserialize_any(Visitor)
     }
 }

@@ -6,16 +6,25 @@ use std::time::Duration;
 use super::{HumanDuration, Loaded, SourceConfig, LIFECYCLE_STATES, MAINTENANCE_CODES};
 use crate::config::ConfigError;
 
+/// The most connections a listener takes: far above what an IMDS sees, and
+/// below every limit of the semaphore that counts them.
+pub const MAX_CONNECTIONS: usize = 65_536;
+const MIN_CLIENT_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let config = &loaded.config;
-    if config.server.listen.is_empty() {
-        return Err(loaded.error("server.listen", "at least one address is needed"));
+    validate_server(loaded)?;
+    for (kind, names) in [
+        ("roles", config.roles.keys().collect::<Vec<_>>()),
+        ("sources", config.sources.keys().collect()),
+    ] {
+        for name in names {
+            check_name(loaded, &format!("{kind}.{name}"), name)?;
+        }
     }
-    if config.server.max_connections == 0 {
-        return Err(loaded.error("server.max_connections", "must be at least 1"));
-    }
-    if config.server.client_timeout.0.is_zero() {
-        return Err(loaded.error("server.client_timeout", "must be longer than zero"));
+    for (i, plugin) in config.plugins.iter().enumerate() {
+        check_name(loaded, &format!("plugins.{i}.name"), &plugin.name())?;
     }
     let source_exists = |key: &str, name: &str| {
         if config.sources.contains_key(name) {
@@ -35,6 +44,19 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         check_duration(loaded, &format!("roles.{alias}.duration"), role.duration)?;
     }
     for (name, source) in &config.sources {
+        if let SourceConfig::Static {
+            access_key_id,
+            secret_access_key,
+            ..
+        } = source
+        {
+            if access_key_id.trim().is_empty() || secret_access_key.expose().trim().is_empty() {
+                return Err(loaded.error(
+                    &format!("sources.{name}"),
+                    "a static source needs access_key_id and secret_access_key, neither empty",
+                ));
+            }
+        }
         if let SourceConfig::AssumeRole {
             caller,
             arn,
@@ -188,6 +210,64 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         _ => {}
     }
     Ok(())
+}
+
+fn validate_server(loaded: &Loaded) -> Result<(), ConfigError> {
+    let server = &loaded.config.server;
+    if server.listen.is_empty() {
+        return Err(loaded.error("server.listen", "at least one address is needed"));
+    }
+    for (i, addr) in server.listen.iter().enumerate() {
+        // Port 0 asks for any free port, so it may be given twice.
+        if addr.port() == 0 {
+            continue;
+        }
+        if server.listen[..i].contains(addr) {
+            return Err(loaded.error("server.listen", format!("{addr} is listed twice")));
+        }
+        if *addr == server.admin_listen {
+            return Err(loaded.error(
+                "server.admin_listen",
+                format!(
+                    "{addr} is also in server.listen: the admin API needs an address of its own"
+                ),
+            ));
+        }
+    }
+    if !(1..=MAX_CONNECTIONS).contains(&server.max_connections) {
+        return Err(loaded.error(
+            "server.max_connections",
+            format!("must be from 1 to {MAX_CONNECTIONS}"),
+        ));
+    }
+    if server.max_connections_per_client == 0 {
+        return Err(loaded.error("server.max_connections_per_client", "must be at least 1"));
+    }
+    let timeout = server.client_timeout.0;
+    if !(MIN_CLIENT_TIMEOUT..=MAX_CLIENT_TIMEOUT).contains(&timeout) {
+        return Err(loaded.error(
+            "server.client_timeout",
+            "must be from 100ms to 1h: shorter cuts off clients on a busy host",
+        ));
+    }
+    Ok(())
+}
+
+/// Role, source and plugin names appear in URL paths, metrics and logs:
+/// letters, digits and `+=,.@_-` (IAM's role name characters), 1 to 64.
+fn check_name(loaded: &Loaded, key: &str, name: &str) -> Result<(), ConfigError> {
+    let fits = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if fits {
+        Ok(())
+    } else {
+        Err(loaded.error(
+            key,
+            format!("{name:?} is not a name: use 1 to 64 letters, digits and + = , . @ _ -"),
+        ))
+    }
 }
 
 fn check_arn(loaded: &Loaded, key: &str, arn: &str) -> Result<(), ConfigError> {
