@@ -1001,5 +1001,7 @@ async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
         StatusCode::OK,
         "capacity is released when connections close"
     );
-    assert!(server.stderr().contains("at capacity"));
+    assert!(server
+        .stderr()
+        .contains("connections refused (server.max_connections reached)"));
 }

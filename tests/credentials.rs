@@ -620,8 +620,9 @@ async fn ecs_endpoint_requires_its_token() {
         .await
         .1;
     let ecs: Value = serde_json::from_str(&ecs).unwrap();
-    let token = ecs["token"].as_str().unwrap();
-    let url = ecs["urls"]["ersatz-default"][0].as_str().unwrap();
+    let endpoint = &ecs["roles"]["ersatz-default"];
+    let token = endpoint["token"].as_str().unwrap();
+    let url = endpoint["urls"][0].as_str().unwrap();
     let path = &url[url.find("/ecs/").unwrap()..];
     assert_eq!(server.get(path).await.status, StatusCode::UNAUTHORIZED);
     let wrong = server

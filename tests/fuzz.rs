@@ -16,6 +16,7 @@ use ersatz::plugin::{resolved, types};
 use ersatz::provider::{Provider, Request, Resolved};
 use ersatz::router::Router;
 use ersatz::session::{parse_ttl, Sessions};
+use http::Method;
 use proptest::prelude::*;
 
 const CASES: u32 = 4000;
@@ -101,7 +102,9 @@ proptest! {
     fn token_ttls_are_whole_numbers_from_1_to_21600(bytes in prop::collection::vec(any::<u8>(), 0..12), n in any::<i64>()) {
         let parsed = parse_ttl(Some(&bytes));
         let text = String::from_utf8_lossy(&bytes);
-        let expected = text.trim().parse::<u64>().ok().filter(|t| (1..=21_600).contains(t));
+        // Plain digits only: no sign, no leading zero, no white space.
+        let plain = bytes.first().is_some_and(|b| *b != b'0') && bytes.iter().all(u8::is_ascii_digit);
+        let expected = text.parse::<u64>().ok().filter(|t| plain && (1..=21_600).contains(t));
         prop_assert_eq!(parsed.ok(), expected);
         let number = n.to_string();
         prop_assert_eq!(parse_ttl(Some(number.as_bytes())).is_ok(), (1..=21_600).contains(&n));
@@ -182,7 +185,9 @@ fn config_file() -> impl Strategy<Value = (String, String)> {
         "server.listen",
         "server.admin_listen",
         "server.max_connections",
+        "server.max_connections_per_client",
         "server.client_timeout",
+        "server.admin_token",
         "server.allowed_hosts",
         "imds.v1",
         "instance.id",
@@ -200,6 +205,11 @@ fn config_file() -> impl Strategy<Value = (String, String)> {
         "sources.s.access_key_id",
         "sources.s.secret_access_key",
         "events.spot.after",
+        "events.spot.warning",
+        "events.rebalance.after",
+        "events.autoscaling.after",
+        "roles.r.duration",
+        "plugins.0.limits.memory",
         "credentials.refresh_margin",
         "clients",
         "metadata.x",
@@ -218,6 +228,13 @@ fn config_file() -> impl Strategy<Value = (String, String)> {
         Just("[]".to_owned()),
         "\"[ -~]{0,12}\"",
         "-?[0-9]{1,6}",
+        // The integer limits, and sizes and durations that overflow.
+        Just("9223372036854775807".to_owned()),
+        Just("-9223372036854775808".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("\"17592186044432MiB\"".to_owned()),
+        Just("\"292277024626y\"".to_owned()),
+        Just("\"1ns\"".to_owned()),
     ];
     let toml = prop::collection::vec((key, value), 0..6).prop_map(|pairs| {
         // Dotted keys, one per line: TOML's own syntax for nested tables.
@@ -291,4 +308,122 @@ proptest! {
             prop_assert_eq!((contract.version, contract.credential), (1, false));
         }
     }
+}
+
+/// Durations as a user may write them: numbers at every magnitude, and text
+/// with any unit.
+fn duration_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (
+            "[0-9]{1,22}",
+            prop::sample::select(vec!["", "s", "m", "h", "d", "y", "ms", "ns", "w", "x"])
+        )
+            .prop_map(|(n, unit)| format!("{n}{unit}")),
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn durations_are_bounded_or_refused_with_the_accepted_forms(text in duration_text(), seconds in any::<u64>(), negative in i64::MIN..0) {
+        use ersatz::config::{HumanDuration, MAX_DURATION};
+        match serde_json::from_value::<HumanDuration>(serde_json::json!(text)) {
+            Ok(HumanDuration(d)) => prop_assert!(d <= MAX_DURATION, "{text}"),
+            Err(error) => {
+                let message = error.to_string();
+                prop_assert!(message.contains("like 5s") || message.contains("365d"), "{message}");
+            }
+        }
+        let numeric = serde_json::from_value::<HumanDuration>(serde_json::json!(seconds));
+        prop_assert_eq!(numeric.is_ok(), seconds <= MAX_DURATION.as_secs());
+        prop_assert!(serde_json::from_value::<HumanDuration>(serde_json::json!(negative)).is_err());
+    }
+}
+
+/// Admin requests with hostile bodies and query values, for every route
+/// that reads one.
+fn admin_request() -> impl Strategy<Value = (Method, String, String)> {
+    let value = prop_oneof![
+        duration_text().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        any::<String>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+        Just(serde_json::json!([1, "x"])),
+    ];
+    let key = prop::sample::select(vec![
+        "in",
+        "action",
+        "code",
+        "duration",
+        "description",
+        "state",
+        "alias",
+        "source",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Source",
+    ]);
+    let body = prop_oneof![
+        prop::collection::btree_map(key, value, 0..4)
+            .prop_map(|map| serde_json::to_string(&map).unwrap()),
+        any::<String>(),
+    ];
+    let route = prop::sample::select(vec![
+        (Method::POST, "/events/spot"),
+        (Method::POST, "/events/rebalance"),
+        (Method::POST, "/events/maintenance"),
+        (Method::POST, "/events/autoscaling"),
+        (Method::DELETE, "/events"),
+        (Method::POST, "/bootstrap/creds"),
+        (Method::PUT, "/roles"),
+        (Method::PUT, "/roles/ersatz-default/source"),
+        (Method::GET, "/roles?status="),
+        (Method::GET, "/roles/"),
+        (Method::GET, "/ecs?"),
+    ]);
+    (route, body, "[a-zA-Z0-9%=&._-]{0,16}").prop_map(|((method, path), body, query)| {
+        let path = if path.ends_with(['=', '/', '?']) {
+            format!("{path}{query}")
+        } else {
+            path.to_owned()
+        };
+        (method, path, body)
+    })
+}
+
+#[test]
+fn admin_requests_get_a_clear_answer_and_the_server_keeps_answering() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = common::Ersatz::with_toml(
+        "[instance]\nlife_cycle = \"spot\"\n[events.autoscaling]\nafter = \"1h\"\n",
+    );
+    let cases = config().cases / 10;
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..config() });
+    runner
+        .run(&admin_request(), |(method, path, body)| {
+            let reply = runtime.block_on(common::send_body(
+                &server.admin_url,
+                method.clone(),
+                &path,
+                &[],
+                &body,
+            ));
+            prop_assert!(
+                reply.status.is_success() || reply.status.is_client_error(),
+                "{method} {path} {body:?}: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+            let alive =
+                runtime.block_on(server.get("/latest/meta-data/events/maintenance/scheduled"));
+            prop_assert_eq!(alive.status.as_u16(), 200);
+            Ok(())
+        })
+        .unwrap();
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }

@@ -283,8 +283,8 @@ sts_endpoint = "{}"
         &[
             "-c",
             script,
-            ecs["urls"]["sts"][0].as_str().unwrap(),
-            ecs["token"].as_str().unwrap(),
+            ecs["roles"]["sts"]["urls"][0].as_str().unwrap(),
+            ecs["roles"]["sts"]["token"].as_str().unwrap(),
             &moto.url,
         ],
         &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)],

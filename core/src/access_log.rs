@@ -37,18 +37,56 @@ impl AccessLog {
         Ok(Self { lines })
     }
 
-    pub fn record(&self, peer: SocketAddr, method: &str, path: &str, status: u16, bytes: usize) {
+    /// One request: `request` is `None` for a request hyper could not
+    /// parse (logged as `"-"`, as Apache does).
+    pub fn record(
+        &self,
+        peer: SocketAddr,
+        request: Option<(&str, &str)>,
+        status: u16,
+        bytes: usize,
+    ) {
         let now = OffsetDateTime::now_utc()
             .format(format_description!(
                 "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
             ))
             .unwrap_or_default();
-        let line = format!(
-            "{} - - [{now}] \"{method} {path} HTTP/1.1\" {status} {bytes}\n",
-            peer.ip()
-        );
+        let request = match request {
+            Some((method, path)) => format!("{} {} HTTP/1.1", escape(method), escape(path)),
+            None => "-".to_owned(),
+        };
+        let line = format!("{} - - [{now}] \"{request}\" {status} {bytes}\n", peer.ip());
         if self.lines.try_send(line).is_err() {
             tracing::debug!("access log backlog full; line dropped");
         }
+    }
+}
+
+/// `"`, `\\` and bytes outside printable ASCII as `\xHH`, as Apache writes
+/// them, so a request cannot end the quoted field or forge a line.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    if text.bytes().all(plain) {
+        return text.into();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for byte in text.bytes() {
+        if plain(byte) {
+            escaped.push(byte as char);
+        } else {
+            escaped.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    escaped.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn quotes_and_control_bytes_are_escaped() {
+        assert_eq!(escape("/latest/meta-data/"), "/latest/meta-data/");
+        assert_eq!(escape("/a\"b\\c\nd"), "/a\\x22b\\x5cc\\x0ad");
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{self, Overrides};
 use crate::exec;
 use crate::net;
 use crate::provider::identity::IdentityKey;
-use crate::server::{self, App};
+use crate::server::{self, App, Keys};
 use crate::snapshot;
 
 /// Exit code for a configuration mistake (runtime failures exit 1).
@@ -27,6 +27,8 @@ const EXIT_CONFIG: u8 = 2;
     about = "An emulator of the EC2 instance metadata service"
 )]
 struct Cli {
+    #[command(flatten)]
+    admin: AdminArgs,
     /// Log filter, e.g. `info`, `debug`, `ersatz=trace` (default: info; warn for exec).
     #[arg(long, global = true, env = "ERSATZ_LOG")]
     log_level: Option<String>,
@@ -63,15 +65,11 @@ enum Command {
     Role {
         #[command(subcommand)]
         command: RoleCommand,
-        #[command(flatten)]
-        admin: AdminArgs,
     },
     /// Send source credentials to a running server's bootstrap source:
     /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN,
     /// or as JSON on stdin with --stdin.
     Bootstrap {
-        #[command(flatten)]
-        admin: AdminArgs,
         /// Which bootstrap source, when the server has several.
         #[arg(long)]
         source: Option<String>,
@@ -101,8 +99,6 @@ enum Command {
     Event {
         #[command(subcommand)]
         command: EventCommand,
-        #[command(flatten)]
-        admin: AdminArgs,
     },
     /// Run a command with container credentials for a role, served on a free
     /// loopback port for as long as it runs; exits with its exit code.
@@ -110,15 +106,10 @@ enum Command {
         /// Configuration file: TOML, JSON, YAML or a .fintorc.
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
-        /// The role to hand out (default: the active role).
+        /// The role to hand out (default: the active role). With --admin,
+        /// uses the server running there instead of starting one.
         #[arg(long)]
         role: Option<String>,
-        /// Use the server running with this admin API instead of starting one.
-        #[arg(long, env = "ERSATZ_ADMIN_URL")]
-        admin: Option<String>,
-        /// Bearer token, when that server sets server.admin_token.
-        #[arg(long, env = "ERSATZ_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
         /// The command and its arguments, after `--`.
         #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -190,19 +181,25 @@ enum RoleCommand {
     Show { alias: String },
 }
 
+/// Where a client command finds a running server; accepted before or after
+/// the subcommand.
 #[derive(Args)]
 struct AdminArgs {
-    /// The running server's admin API.
+    /// The running server's admin API (role, event, bootstrap; exec uses it
+    /// when given) [default: http://127.0.0.1:8998].
+    #[arg(long, global = true, env = "ERSATZ_ADMIN_URL")]
+    admin: Option<String>,
+    /// Bearer token, when the server sets server.admin_token.
     #[arg(
         long,
-        env = "ERSATZ_ADMIN_URL",
-        default_value = "http://127.0.0.1:8998"
+        global = true,
+        env = "ERSATZ_ADMIN_TOKEN",
+        hide_env_values = true
     )]
-    admin: String,
-    /// Bearer token, when the server sets server.admin_token.
-    #[arg(long, env = "ERSATZ_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 }
+
+const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8998";
 
 #[derive(Subcommand)]
 enum ConfigCommand {
@@ -267,11 +264,22 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => {
-            let loaded = match args.load() {
-                Ok(loaded) => loaded,
+            let runtime = runtime();
+            let built = args.load().and_then(|loaded| {
+                let keys = Keys::load(&loaded);
+                let app = runtime.block_on(App::build(&loaded, keys))?;
+                Ok((loaded, app))
+            });
+            let (loaded, app) = match built {
+                Ok(built) => built,
                 Err(error) => return config_failure(&error),
             };
-            match runtime().block_on(server::run(loaded, args.config.clone(), args.overrides())) {
+            match runtime.block_on(server::run(
+                loaded,
+                app,
+                args.config.clone(),
+                args.overrides(),
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("ersatz: {error}");
@@ -279,7 +287,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Role { command, admin } => remote(&admin, |client| async move {
+        Command::Role { command } => remote(&cli.admin, |client| async move {
             match command {
                 RoleCommand::List => {
                     let (_, all) = client.call(Method::GET, "/roles", None).await?;
@@ -328,7 +336,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Event { command, admin } => remote(&admin, |client| async move {
+        Command::Event { command } => remote(&cli.admin, |client| async move {
             let mut body = serde_json::Map::new();
             let mut set = |key: &str, value: Option<String>| {
                 if let Some(value) = value {
@@ -372,11 +380,7 @@ pub fn main() -> ExitCode {
             print!("{}", expect_ok(client.call(method, path, body).await?)?);
             Ok(())
         }),
-        Command::Bootstrap {
-            admin,
-            source,
-            stdin,
-        } => remote(&admin, |client| async move {
+        Command::Bootstrap { source, stdin } => remote(&cli.admin, |client| async move {
             let mut body: serde_json::Value = if stdin {
                 let mut text = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -406,41 +410,37 @@ pub fn main() -> ExitCode {
             print!("{answer}");
             Ok(())
         }),
-        Command::Exec {
-            admin: Some(admin),
-            admin_token,
-            role,
-            command,
-            ..
-        } => remote(&AdminArgs { admin, admin_token }, |client| async move {
-            let ecs = expect_ok(client.call(Method::GET, "/ecs", None).await?)?;
-            let ecs: serde_json::Value = serde_json::from_str(&ecs).map_err(|e| e.to_string())?;
-            let alias = match role {
-                Some(role) => role,
-                None => roles_of(
-                    &client
-                        .call(Method::GET, "/roles?status=active", None)
-                        .await?
-                        .1,
-                )?
-                .pop()
-                .ok_or("the server names no active role")?,
-            };
-            let url = ecs["urls"][&alias][0]
-                .as_str()
-                .ok_or_else(|| format!("the server has no role named \"{alias}\""))?;
-            let token = ecs["token"].as_str().unwrap_or_default();
-            let code = exec::run_with_container_credentials(url, token, &command)
-                .await
-                .map_err(|e| e.to_string())?;
-            std::process::exit(code);
-        }),
+        Command::Exec { role, command, .. } if cli.admin.admin.is_some() => {
+            remote(&cli.admin, |client| async move {
+                let ecs = expect_ok(client.call(Method::GET, "/ecs", None).await?)?;
+                let ecs: serde_json::Value =
+                    serde_json::from_str(&ecs).map_err(|e| e.to_string())?;
+                let alias = match role {
+                    Some(role) => role,
+                    None => roles_of(
+                        &client
+                            .call(Method::GET, "/roles?status=active", None)
+                            .await?
+                            .1,
+                    )?
+                    .pop()
+                    .ok_or("the server names no active role")?,
+                };
+                let endpoint = &ecs["roles"][&alias];
+                let url = endpoint["urls"][0]
+                    .as_str()
+                    .ok_or_else(|| format!("the server has no role named \"{alias}\""))?;
+                let token = endpoint["token"].as_str().unwrap_or_default();
+                let code = exec::run_with_container_credentials(url, token, &command)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                std::process::exit(code);
+            })
+        }
         Command::Exec {
             config,
             role,
             command,
-            admin: None,
-            ..
         } => {
             let loaded = match config::load(config.as_deref(), &Overrides::default()) {
                 Ok(loaded) => loaded,
@@ -457,7 +457,7 @@ pub fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => {
             let checked = args.load().and_then(|loaded| {
                 runtime()
-                    .block_on(App::build(&loaded, Vec::new()))
+                    .block_on(App::build(&loaded, Keys::ephemeral(&loaded)))
                     .map(|_| ())
             });
             match checked {
@@ -571,7 +571,8 @@ where
     F: FnOnce(AdminClient) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let outcome = AdminClient::new(&admin.admin, admin.admin_token.clone())
+    let url = admin.admin.as_deref().unwrap_or(DEFAULT_ADMIN_URL);
+    let outcome = AdminClient::new(url, admin.admin_token.clone())
         .and_then(|client| runtime().block_on(run(client)));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::config::Loaded;
 use crate::listener;
-use crate::server::App;
+use crate::server::{App, Keys};
 
 /// `ersatz exec`: serves metadata on a free loopback port for as long as
 /// `command` runs, handing it the container-credentials endpoint of `role`
@@ -19,9 +19,13 @@ pub async fn exec(
     role: Option<String>,
     command: &[String],
 ) -> Result<i32, Box<dyn std::error::Error>> {
-    let bound = listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (app, _) = App::build(&loaded, Keys::load(&loaded)).await?;
+    let bound = listener::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        "the container-credentials endpoint",
+    )
+    .await?;
     let url = format!("http://{}", bound.local_addr()?);
-    let (app, _) = App::build(&loaded, vec![url.clone()]).await?;
     let alias = role.unwrap_or_else(|| app.roles.active());
     if app.roles.get(&alias).is_none() {
         return Err(format!(
@@ -38,9 +42,12 @@ pub async fn exec(
         Arc::new(GracefulShutdown::new()),
         listener::Limits::of(&loaded.config.server),
     ));
-    let code =
-        run_with_container_credentials(&format!("{url}/ecs/{alias}"), &app.imds.ecs.token, command)
-            .await;
+    let code = run_with_container_credentials(
+        &format!("{url}/ecs/{alias}"),
+        &app.imds.ecs.tokens.token_for(&alias),
+        command,
+    )
+    .await;
     let _ = stop.send(true);
     let _ = server.await;
     code

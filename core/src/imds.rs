@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
-use crate::admin::{constant_time_eq, json, json_error};
+use crate::admin::{json, json_error};
 use crate::config::V1Policy;
 use crate::credentials::{ecs_document, Roles};
 use crate::encoder::{self, Body};
@@ -20,9 +20,10 @@ use crate::guard::Guard;
 use crate::listener::Handler;
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target, VERSIONS};
+use crate::provider::iam::ClientRoles;
 use crate::provider::{self, Resolved};
 use crate::router::Router;
-use crate::session::{self, Sessions, TOKEN_HEADER, TTL_HEADER};
+use crate::session::{self, ContainerTokens, Sessions, TOKEN_HEADER, TTL_HEADER};
 use std::sync::atomic::Ordering::Relaxed;
 
 const TOKEN_PATH: &str = "api/token";
@@ -30,7 +31,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 pub struct Imds {
     pub guard: Guard,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub v1: V1Policy,
     pub router: Router,
     pub access_log: Option<AccessLog>,
@@ -53,13 +54,13 @@ impl Handler for Imds {
             .as_ref()
             .map(|_| (request.method().clone(), request.uri().path().to_owned()));
         let route = route_of(request.uri().path());
-        let response = match self.guard.check(request.headers()) {
-            Err(status) => encoder::error(status),
+        let response = match self.guard.check(&request) {
+            Err(refusal) => encoder::error(refusal.status()),
             Ok(()) => match self.side_route_of(request.uri().path()) {
                 Some(side) => {
                     // Boxed: inline, their futures would more than double the
                     // size of every metadata request's (0.9 KB to 2 KB).
-                    let answer = Box::pin(self.side_route(side, request));
+                    let answer = Box::pin(self.side_route(side, request, peer));
                     answer.await
                 }
                 None => self.answer(&request, peer).await,
@@ -72,13 +73,19 @@ impl Handler for Imds {
                 .unwrap_or(0);
             log.record(
                 peer,
-                method.as_str(),
-                &path,
+                Some((method.as_str(), &path)),
                 response.status().as_u16(),
                 size as usize,
             );
         }
         response
+    }
+
+    fn rejected(&self, peer: SocketAddr, error: &hyper::Error) {
+        if let Some(log) = &self.access_log {
+            let status = if error.is_parse_too_large() { 431 } else { 400 };
+            log.record(peer, None, status, 0);
+        }
     }
 }
 
@@ -93,9 +100,14 @@ impl Imds {
         (path == "/roles" || path.starts_with("/roles/")).then_some(SideRoute::Roles(api))
     }
 
-    async fn side_route(&self, side: SideRoute<'_>, request: Request<Incoming>) -> Response<Body> {
+    async fn side_route(
+        &self,
+        side: SideRoute<'_>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         match side {
-            SideRoute::Container(alias) => self.ecs.answer(&request, &alias).await,
+            SideRoute::Container(alias) => self.ecs.answer(&request, &alias, peer).await,
             SideRoute::Roles(api) => match api.handle(request).await {
                 Some(response) => response,
                 None => encoder::error(StatusCode::NOT_FOUND),
@@ -154,7 +166,12 @@ impl Imds {
         if !latest || request.headers().contains_key(X_FORWARDED_FOR) {
             return encoder::error(StatusCode::FORBIDDEN);
         }
-        let ttl = request.headers().get(TTL_HEADER).map(HeaderValue::as_bytes);
+        // Exactly one TTL header: with two, which one counts is ambiguous.
+        let mut ttls = request.headers().get_all(TTL_HEADER).iter();
+        let ttl = match (ttls.next(), ttls.next()) {
+            (one, None) => one.map(HeaderValue::as_bytes),
+            (_, Some(_)) => return encoder::error(StatusCode::BAD_REQUEST),
+        };
         match session::parse_ttl(ttl) {
             Ok(ttl) => {
                 METRICS.tokens_issued.fetch_add(1, Relaxed);
@@ -213,23 +230,34 @@ fn route_of(path: &str) -> Route {
 /// `AWS_CONTAINER_AUTHORIZATION_TOKEN` send the token as `Authorization`.
 pub struct Ecs {
     pub roles: Arc<Roles>,
-    /// Random per process; handed out by `ersatz exec` and `GET /ecs`.
-    pub token: Arc<str>,
+    /// One token per role, handed out by `ersatz exec` and `GET /ecs`.
+    pub tokens: Arc<ContainerTokens>,
+    /// `[[clients]]` applies here as on `iam/`: fail closed.
+    pub clients: ClientRoles,
 }
 
 impl Ecs {
-    async fn answer<B>(&self, request: &Request<B>, alias: &str) -> Response<Body> {
+    async fn answer<B>(
+        &self,
+        request: &Request<B>,
+        alias: &str,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let presented = request
             .headers()
             .get(AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        if !presented.is_some_and(|p| constant_time_eq(p, self.token.as_bytes())) {
+        if !presented.is_some_and(|p| self.tokens.admits(p, alias)) {
             return json_error(
                 StatusCode::UNAUTHORIZED,
-                "missing or wrong Authorization token",
+                "missing or wrong Authorization token for this role",
             );
         }
-        let Some(role) = self.roles.get(alias) else {
+        let role = self
+            .roles
+            .get(alias)
+            .filter(|_| self.clients.allows(peer.ip(), alias));
+        let Some(role) = role else {
             return json_error(StatusCode::NOT_FOUND, &format!("no role named \"{alias}\""));
         };
         match role.credentials().await {

@@ -1,9 +1,11 @@
 //! Listeners: one tokio task per address, hyper HTTP/1 per connection, and a
 //! graceful stop that lets in-flight requests finish.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,10 @@ pub trait Handler: Send + Sync + 'static {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send + 'static;
+
+    /// A request hyper refused before it reached [`Handler::handle`] (a
+    /// malformed or oversized head, answered 400 or 431 by hyper).
+    fn rejected(&self, _peer: SocketAddr, _error: &hyper::Error) {}
 }
 
 /// Smallest buffer hyper allows; bounds the request head we accept.
@@ -47,9 +53,11 @@ pub fn socket_addr(addr: &str, port: u16) -> Result<SocketAddr, String> {
         .map_err(|_| format!("\"{addr}\" is not an IP address"))
 }
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds `addr`, or says which listener could not and where to move it:
+/// `what` names the listener and its setting.
+pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
     TcpListener::bind(addr).await.map_err(|error| {
-        std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
+        format!("cannot listen on {addr} for {what}: {error}; choose another address there")
     })
 }
 
@@ -62,6 +70,9 @@ const OVER_CAPACITY: &[u8] =
 pub struct Limits {
     /// Open connections at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// Open connections from one client address at once; more are answered
+    /// 503 and closed, so one client cannot take every slot.
+    pub max_connections_per_client: usize,
     /// To send a request head, counted from the end of the previous answer
     /// on a keep-alive connection, so idle connections close too.
     pub client_timeout: Duration,
@@ -71,8 +82,86 @@ impl Limits {
     pub fn of(server: &crate::config::ServerConfig) -> Self {
         Self {
             max_connections: server.max_connections,
+            max_connections_per_client: server.max_connections_per_client,
             client_timeout: server.client_timeout.0,
         }
+    }
+}
+
+/// Open connections per client address.
+struct PerClient {
+    limit: usize,
+    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of a client; counted down when dropped.
+struct ClientSlot {
+    table: Arc<PerClient>,
+    client: IpAddr,
+}
+
+impl PerClient {
+    /// `None` when `client` holds its share already. The host's own
+    /// processes all arrive from 127.0.0.1 or ::1: many clients behind one
+    /// address, so they share `max_connections` alone. `Some(None)`: admitted
+    /// without a count.
+    fn admit(table: &Arc<Self>, client: IpAddr) -> Option<Option<ClientSlot>> {
+        if client == IpAddr::from([127, 0, 0, 1]) || client == IpAddr::from(Ipv6Addr::LOCALHOST) {
+            return Some(None);
+        }
+        let mut open = table.open.lock();
+        let count = open.entry(client).or_insert(0);
+        if *count >= table.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Some(ClientSlot {
+            table: table.clone(),
+            client,
+        }))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Refused connections, logged at most once per [`REFUSAL_LOG_EVERY`] with
+/// their count: a flood must not become a flood of log lines.
+struct Refusals {
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refusals {
+    fn refused(&mut self, peer: SocketAddr, why: &'static str) {
+        crate::metrics::METRICS
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            refused = self.unlogged,
+            "connections refused ({why}) since the last such warning"
+        );
+        self.unlogged = 0;
+        self.last_logged = Some(Instant::now());
     }
 }
 
@@ -127,6 +216,33 @@ impl Activity {
 
 type Answering = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
+/// A handler's answer, with a panic turned into a 500 for that request
+/// alone: the connection task survives, and the locks it held do not poison
+/// (they are `parking_lot`'s), so the next request is served as usual.
+struct CatchPanic<F>(F);
+
+impl<F: Future<Output = Response<Body>>> Future for CatchPanic<F> {
+    type Output = Response<Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning; the inner future is never moved out.
+        let mut answer = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| answer.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                // The panic hook has printed where; say which request failed.
+                tracing::error!("a request handler panicked; answered 500");
+                crate::metrics::METRICS
+                    .panics
+                    .fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(crate::encoder::error(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                ))
+            }
+        }
+    }
+}
+
 /// A request's answer, polled once as soon as hyper hands the request over.
 /// Most answers are ready at once, and finishing then drops the request
 /// before hyper reads ahead on the connection: while the request lives, its
@@ -180,9 +296,18 @@ pub async fn serve<H: Handler>(
 ) {
     let Limits {
         max_connections,
+        max_connections_per_client,
         client_timeout,
     } = limits;
     let capacity = Arc::new(Semaphore::new(max_connections));
+    let per_client = Arc::new(PerClient {
+        limit: max_connections_per_client,
+        open: parking_lot::Mutex::default(),
+    });
+    let mut refusals = Refusals {
+        unlogged: 0,
+        last_logged: None,
+    };
     // No hyper timer: its header-read timeout costs a timer registration per
     // request; `Activity` below watches for slow clients per connection.
     let mut builder = http1::Builder::new();
@@ -200,25 +325,33 @@ pub async fn serve<H: Handler>(
             },
             _ = stop.changed() => return,
         };
-        let Ok(permit) = capacity.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "connection refused: at capacity");
-            crate::metrics::METRICS
-                .refused_connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ = stream.write_all(OVER_CAPACITY).await;
-            });
-            continue;
+        let admitted = match PerClient::admit(&per_client, peer.ip().to_canonical()) {
+            None => Err("server.max_connections_per_client reached"),
+            Some(slot) => match capacity.clone().try_acquire_owned() {
+                Ok(permit) => Ok((slot, permit)),
+                Err(_) => Err("server.max_connections reached"),
+            },
+        };
+        let (slot, permit) = match admitted {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                refusals.refused(peer, why);
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = stream.write_all(OVER_CAPACITY).await;
+                });
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
+        let rejections = handler.clone();
         let handler = handler.clone();
         let activity = Arc::new(Activity::new());
         let watched = activity.clone();
         let service = service_fn(move |request| {
             activity.busy();
             Answer::start(
-                Box::pin(handler.clone().handle(request, peer)),
+                Box::pin(CatchPanic(handler.clone().handle(request, peer))),
                 activity.clone(),
             )
         });
@@ -227,13 +360,16 @@ pub async fn serve<H: Handler>(
             tokio::select! {
                 biased;
                 ended = connection => if let Err(error) = ended {
+                    if error.is_parse() || error.is_parse_too_large() {
+                        rejections.rejected(peer, &error);
+                    }
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 },
                 () = watched.until_idle_for(client_timeout) => {
                     tracing::debug!(%peer, "connection closed: no request within client_timeout");
                 }
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }

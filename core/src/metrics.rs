@@ -44,6 +44,8 @@ pub struct Metrics {
     sts_latency: [AtomicU64; STS_BUCKETS.len() + 1],
     pub cache_hits: AtomicU64,
     pub refreshes: AtomicU64,
+    /// Requests whose handler panicked (answered 500).
+    pub panics: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics::new();
@@ -61,6 +63,7 @@ impl Metrics {
             sts_latency: [ZERO; STS_BUCKETS.len() + 1],
             cache_hits: ZERO,
             refreshes: ZERO,
+            panics: ZERO,
         }
     }
 
@@ -176,15 +179,45 @@ impl Metrics {
             "Background credential refreshes.",
             self.refreshes.load(Relaxed),
         );
+        counter(
+            &mut out,
+            "ersatz_handler_panics_total",
+            "Requests whose handler panicked; each was answered 500.",
+            self.panics.load(Relaxed),
+        );
         out.push_str(extra);
         out
     }
+}
+
+/// A label value as the text format requires: `\\`, `"` and newlines
+/// escaped, so no name from a configuration can end the line early.
+pub fn label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("plain-role"), "plain-role");
+        assert_eq!(label("a\"} 0\nfake{x=\"y\\"), "a\\\"} 0\\nfake{x=\\\"y\\\\");
+    }
 
     #[test]
     fn sts_latency_is_a_cumulative_histogram() {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
-use crate::admin::{Admin, EcsInfo};
+use crate::admin::{Access, Admin, EcsInfo};
 use crate::config::{self, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
 use crate::credentials::build::{build_sources, DEFAULT_DURATION};
 use crate::credentials::roles::RoleSpec;
@@ -22,12 +22,12 @@ use crate::plugin::{Plugin, PluginEngine, PluginSpec, WasmProvider};
 use crate::provider::events::{
     Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
 };
-use crate::provider::iam::{self, Cidr, IamProvider};
-use crate::provider::identity::{self, IdentityProvider, KeySource};
+use crate::provider::iam::{self, Cidr, ClientRoles, IamProvider};
+use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
 use crate::provider::Provider;
 use crate::router::Router;
-use crate::session::Sessions;
+use crate::session::{ContainerTokens, Sessions};
 use crate::snapshot::Snapshot;
 use crate::state;
 
@@ -38,8 +38,50 @@ pub struct App {
     pub imds: Arc<Imds>,
     pub roles: Arc<Roles>,
     pub events: Arc<Events>,
-    plugin_engine: std::sync::Mutex<Option<Arc<PluginEngine>>>,
-    ecs_token: Arc<str>,
+    plugin_engine: parking_lot::Mutex<Option<Arc<PluginEngine>>>,
+    keys: Keys,
+    ecs_tokens: Arc<ContainerTokens>,
+    admin_access: Arc<ArcSwap<Access>>,
+}
+
+/// The keys a process keeps for its whole life, whatever reloads happen:
+/// IMDSv2 tokens and identity signatures stay valid even when the state
+/// directory cannot keep them.
+pub struct Keys {
+    sessions: Arc<Sessions>,
+    /// The identity key kept in the state directory (used unless
+    /// `[identity]` names files).
+    state_signing_key: Arc<SigningKey>,
+}
+
+impl Keys {
+    /// From the state directory, creating them on first start.
+    pub fn load(loaded: &Loaded) -> Self {
+        let dir = state_dir(loaded);
+        Self {
+            sessions: Arc::new(Sessions::load(&dir)),
+            state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(dir))),
+        }
+    }
+
+    /// In memory only, for `config check`, which must not write.
+    pub fn ephemeral(loaded: &Loaded) -> Self {
+        Self {
+            sessions: Arc::new(Sessions::in_memory()),
+            state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(state_dir(loaded)))),
+        }
+    }
+
+    /// `[identity]` files are read now, so that a missing or bad file is a
+    /// configuration error; otherwise the state directory's key.
+    fn signing_key(&self, loaded: &Loaded) -> Result<Arc<SigningKey>, ConfigError> {
+        let KeySource::Files { key, certificate } = identity_keys(loaded) else {
+            return Ok(self.state_signing_key.clone());
+        };
+        let source = KeySource::Files { key, certificate };
+        let read = IdentityKey::load(&source).map_err(|reason| loaded.error("identity", reason))?;
+        Ok(Arc::new(SigningKey::loaded(source, read)))
+    }
 }
 
 /// What serves metadata: rebuilt as a whole on reload (events carry over).
@@ -54,12 +96,9 @@ struct Metadata {
 
 impl App {
     /// Everything a configuration describes, checked, ready to serve, and
-    /// its admin API. `metadata_urls` are where the metadata listeners will
-    /// be, for `GET /ecs`.
-    pub async fn build(
-        loaded: &Loaded,
-        metadata_urls: Vec<String>,
-    ) -> Result<(Self, Admin), ConfigError> {
+    /// its admin API; nothing is bound yet. Serving, `config check` and
+    /// reload all pass through here, so they accept the same configurations.
+    pub async fn build(loaded: &Loaded, keys: Keys) -> Result<(Self, Admin), ConfigError> {
         let config = &loaded.config;
         let plugin_engine = if config.plugins.is_empty() {
             None
@@ -113,58 +152,83 @@ impl App {
             config.initial_role(),
             policy,
         ));
-        let ecs_token: Arc<str> = random_hex(32).into();
-        let imds = build_imds(loaded, metadata, roles.clone(), ecs_token.clone()).await?;
+        let ecs_tokens = Arc::new(ContainerTokens::new());
+        let shared = Shared {
+            roles: roles.clone(),
+            ecs_tokens: ecs_tokens.clone(),
+            sessions: keys.sessions.clone(),
+            signing_key: keys.signing_key(loaded)?,
+        };
+        let imds = build_imds(loaded, metadata, shared).await?;
+        let admin_access = Arc::new(ArcSwap::from_pointee(Access::new(&config.server)));
         let ecs = EcsInfo {
-            base_urls: metadata_urls,
-            token: ecs_token.clone(),
+            base_urls: Vec::new(),
+            tokens: ecs_tokens.clone(),
         };
         let admin = Admin::new(
             roles.clone(),
             sources.bootstraps,
             events.clone(),
             ecs,
-            &config.server.admin_token,
+            admin_access.clone(),
             config.server.client_timeout.0,
         );
         let app = Self {
             imds: Arc::new(imds),
             roles,
             events,
-            plugin_engine: std::sync::Mutex::new(plugin_engine),
-            ecs_token,
+            plugin_engine: parking_lot::Mutex::new(plugin_engine),
+            keys,
+            ecs_tokens,
+            admin_access,
         };
         Ok((app, admin))
     }
 
     /// The metadata service of a new configuration, keeping this one's
-    /// roles (and so bootstrapped and cached credentials): changes to
-    /// `[sources]` and `[roles]` need a restart.
-    pub async fn rebuild_imds(&self, loaded: &Loaded) -> Result<Imds, ConfigError> {
+    /// roles (and so bootstrapped and cached credentials), events and keys.
+    async fn rebuild_imds(&self, loaded: &Loaded) -> Result<Imds, ConfigError> {
         let engine = if loaded.config.plugins.is_empty() {
             None
         } else {
-            let existing = self.plugin_engine.lock().expect("engine lock").clone();
+            let existing = self.plugin_engine.lock().clone();
             let engine = match existing {
                 Some(engine) => engine,
                 None => Arc::new(plugin_engine(loaded)?),
             };
-            *self.plugin_engine.lock().expect("engine lock") = Some(engine.clone());
+            *self.plugin_engine.lock() = Some(engine.clone());
             Some(engine)
         };
         let metadata = build_metadata(loaded, engine.as_deref(), &self.events)?;
-        build_imds(loaded, metadata, self.roles.clone(), self.ecs_token.clone()).await
+        let shared = Shared {
+            roles: self.roles.clone(),
+            ecs_tokens: self.ecs_tokens.clone(),
+            sessions: self.keys.sessions.clone(),
+            signing_key: self.keys.signing_key(loaded)?,
+        };
+        build_imds(loaded, metadata, shared).await
     }
+}
+
+/// What every version of the metadata service shares with the next.
+struct Shared {
+    roles: Arc<Roles>,
+    ecs_tokens: Arc<ContainerTokens>,
+    sessions: Arc<Sessions>,
+    signing_key: Arc<SigningKey>,
 }
 
 /// Re-reads the configuration and plugins (SIGHUP, `POST /reload`) and swaps
 /// the metadata service in one step: requests in flight finish on the old
-/// one; a configuration that fails to load changes nothing.
+/// one; a configuration that fails to load, or that changes a key only a
+/// restart can apply, changes nothing.
 pub struct Reloader {
     app: Arc<App>,
     file: Option<std::path::PathBuf>,
     overrides: Overrides,
     current: Arc<ArcSwap<Imds>>,
+    /// The configuration serving now, to tell what a reload would change.
+    running: parking_lot::Mutex<Loaded>,
 }
 
 impl Reloader {
@@ -175,19 +239,36 @@ impl Reloader {
 
     pub async fn reload(&self) -> Result<(), String> {
         let outcome = async {
-            let loaded = config::load(self.file.as_deref(), &self.overrides)?;
-            self.app.rebuild_imds(&loaded).await
+            let loaded = config::load(self.file.as_deref(), &self.overrides)
+                .map_err(|error| error.to_string())?;
+            let needs_restart = self.running.lock().needs_restart(&loaded);
+            if !needs_restart.is_empty() {
+                return Err(format!(
+                    "nothing was applied: {} changed, which only a restart applies",
+                    needs_restart.join(", ")
+                ));
+            }
+            let imds = self
+                .app
+                .rebuild_imds(&loaded)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok((loaded, imds))
         }
         .await;
         match outcome {
-            Ok(imds) => {
+            Ok((loaded, imds)) => {
                 self.current.store(Arc::new(imds));
+                self.app
+                    .admin_access
+                    .store(Arc::new(Access::new(&loaded.config.server)));
+                *self.running.lock() = loaded;
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
             Err(error) => {
                 tracing::warn!(%error, "reload refused; the previous configuration keeps serving");
-                Err(error.to_string())
+                Err(error)
             }
         }
     }
@@ -202,6 +283,10 @@ impl Handler for ArcSwap<Imds> {
     {
         // This request keeps its version of the service for its whole life.
         self.load_full().handle(request, peer)
+    }
+
+    fn rejected(&self, peer: std::net::SocketAddr, error: &hyper::Error) {
+        self.load().rejected(peer, error);
     }
 }
 
@@ -335,23 +420,23 @@ fn event_views(events: &Events) -> Vec<(&'static str, View)> {
 async fn build_imds(
     loaded: &Loaded,
     metadata: Metadata,
-    roles: Arc<Roles>,
-    ecs_token: Arc<str>,
+    shared: Shared,
 ) -> Result<Imds, ConfigError> {
     let config = &loaded.config;
-    let clients = config
-        .clients
-        .iter()
-        .map(|c| {
-            (
-                Cidr::parse(&c.cidr).expect("checked with the configuration"),
-                c.role.clone(),
-            )
-        })
-        .collect();
-    let iam: Arc<dyn Provider> =
-        Arc::new(IamProvider::new(roles.clone(), &metadata.instance, clients));
-    let identity = IdentityProvider::new(metadata.identity_document, identity_keys(loaded));
+    let mut clients = Vec::new();
+    for (i, client) in config.clients.iter().enumerate() {
+        let cidr = Cidr::parse(&client.cidr)
+            .map_err(|reason| loaded.error(&format!("clients.{i}.cidr"), reason))?;
+        clients.push((cidr, client.role.clone()));
+    }
+    let clients = ClientRoles::new(clients);
+    let roles = shared.roles;
+    let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(
+        roles.clone(),
+        &metadata.instance,
+        clients.clone(),
+    ));
+    let identity = IdentityProvider::new(metadata.identity_document, shared.signing_key);
     let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
         (String::new(), metadata.tree.clone()),
         (iam::MOUNT.to_owned(), iam),
@@ -388,13 +473,14 @@ async fn build_imds(
     };
     Ok(Imds {
         guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
-        sessions: Sessions::load(&state_dir(loaded)),
+        sessions: shared.sessions,
         v1: config.imds.v1,
         router: Router::new(mounts),
         access_log,
         ecs: Ecs {
             roles: roles.clone(),
-            token: ecs_token,
+            tokens: shared.ecs_tokens,
+            clients,
         },
         finto_routes: config
             .server
@@ -404,29 +490,37 @@ async fn build_imds(
     })
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    getrandom::getrandom(&mut raw).expect("the OS random generator is available");
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Binds every listener, announces them on stdout, serves until SIGINT or
-/// SIGTERM, then drains in-flight requests.
+/// Binds every listener, and only then announces them on stdout; serves
+/// until SIGINT or SIGTERM, then drains in-flight requests. `app` and
+/// `admin` come from [`App::build`], so every configuration mistake has
+/// been reported before anything is bound.
 pub async fn run(
     loaded: Loaded,
+    (app, admin): (App, Admin),
     file: Option<std::path::PathBuf>,
     overrides: Overrides,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let server = &loaded.config.server;
+    let server = loaded.config.server.clone();
     let mut metadata = Vec::new();
     for addr in &server.listen {
-        metadata.push(listener::bind(*addr).await?);
+        metadata.push(
+            listener::bind(
+                *addr,
+                "the metadata listener (server.listen, or --addr and --port)",
+            )
+            .await?,
+        );
     }
+    let admin_listener = listener::bind(
+        server.admin_listen,
+        "the admin API (server.admin_listen, or --admin-addr)",
+    )
+    .await?;
     let urls = metadata
         .iter()
         .map(|l| l.local_addr().map(|a| format!("http://{a}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let (app, admin) = App::build(&loaded, urls.clone()).await?;
+    let admin = admin.with_ecs_urls(urls.clone());
     app.roles.prefetch_active();
     let current = Arc::new(ArcSwap::new(app.imds.clone()));
     let reloader = Arc::new(Reloader {
@@ -434,32 +528,35 @@ pub async fn run(
         file,
         overrides,
         current: current.clone(),
+        running: parking_lot::Mutex::new(loaded),
     });
     let admin = Arc::new(admin.with_reloader(reloader.clone()));
     let (stop, stopped) = watch::channel(false);
     let connections = Arc::new(GracefulShutdown::new());
-    let mut tasks = Vec::new();
-    for (bound, url) in metadata.into_iter().zip(urls) {
+    let limits = listener::Limits::of(&server);
+    for url in &urls {
         announce(&format!("ersatz: metadata on {url}"));
+    }
+    announce(&format!(
+        "ersatz: admin on http://{}",
+        admin_listener.local_addr()?
+    ));
+    let mut tasks = Vec::new();
+    for bound in metadata {
         tasks.push(tokio::spawn(listener::serve(
             bound,
             current.clone(),
             stopped.clone(),
             connections.clone(),
-            listener::Limits::of(server),
+            limits,
         )));
     }
-    let admin_listener = listener::bind(server.admin_listen).await?;
-    announce(&format!(
-        "ersatz: admin on http://{}",
-        admin_listener.local_addr()?
-    ));
     tasks.push(tokio::spawn(listener::serve(
         admin_listener,
         admin,
         stopped.clone(),
         connections.clone(),
-        listener::Limits::of(server),
+        limits,
     )));
     tracing::info!("ready");
 

@@ -35,6 +35,7 @@ pub struct Ersatz {
 
 pub struct Builder {
     config: Option<(String, String)>,
+    admin_addr: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -43,6 +44,7 @@ impl Ersatz {
     pub fn builder() -> Builder {
         Builder {
             config: None,
+            admin_addr: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
             env: Vec::new(),
         }
@@ -122,6 +124,12 @@ impl Builder {
         self
     }
 
+    /// Where the admin API listens (default `127.0.0.1:0`).
+    pub fn admin_addr(mut self, addr: &str) -> Self {
+        addr.clone_into(&mut self.admin_addr);
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -143,7 +151,7 @@ impl Builder {
                 "--port",
                 "0",
                 "--admin-addr",
-                "127.0.0.1:0",
+                &self.admin_addr,
             ])
             .env("ERSATZ_SERVER__STATE_DIR", dir.path().join("state"))
             .env("ERSATZ_LOG", "debug")
@@ -243,13 +251,23 @@ pub async fn send_body(
 
 /// A GET from another loopback address (`127.0.0.2`), for per-client rules.
 pub async fn send_from(source: &str, base: &str, path: &str) -> Reply {
+    send_from_with(source, base, path, &[]).await
+}
+
+/// The same, with headers.
+pub async fn send_from_with(
+    source: &str,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let stream = socket
         .connect(base.trim_start_matches("http://").parse().unwrap())
         .await
         .expect("connect");
-    exchange(stream, base, Method::GET, path, &[], "").await
+    exchange(stream, base, Method::GET, path, headers, "").await
 }
 
 async fn exchange(

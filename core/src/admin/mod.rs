@@ -1,6 +1,8 @@
 //! The admin API: a second listener with its own routes, loopback by default.
-//! Requests from other hosts are refused unless `server.admin_token` is set,
-//! and when it is set every request needs it as a bearer token.
+//! Every request passes the same [`Guard`] as the metadata listener (Host
+//! allow-list, no web pages). Requests from other hosts are refused unless
+//! `server.admin_token` is set, and when it is set every request needs it as
+//! a bearer token.
 //!
 //! | route | |
 //! |---|---|
@@ -21,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -28,13 +31,15 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::config::ServerConfig;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
+use crate::guard::Guard;
 use crate::listener::Handler;
 use crate::plugin::PluginStats;
 use crate::provider::events::Events;
 use crate::server::Reloader;
+use crate::session::ContainerTokens;
 use roles::RoleApi;
 
 /// Request bodies (bootstrap keys, role switches) are small.
@@ -46,8 +51,8 @@ pub struct Admin {
     bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
     events: Arc<Events>,
     ecs: EcsInfo,
-    /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
-    token_digest: Option<[u8; 32]>,
+    /// Replaced whole by a reload, so a new token or host list applies at once.
+    access: Arc<ArcSwap<Access>>,
     reloader: Option<Arc<Reloader>>,
     /// `server.client_timeout`, for request bodies.
     client_timeout: Duration,
@@ -56,42 +61,52 @@ pub struct Admin {
 /// Where the container-credentials endpoint is, for `GET /ecs`.
 #[derive(Clone)]
 pub struct EcsInfo {
+    /// The metadata listeners' URLs, known once they are bound.
     pub base_urls: Vec<String>,
-    pub token: Arc<str>,
+    pub tokens: Arc<ContainerTokens>,
 }
 
-impl Admin {
-    pub fn new(
-        roles: Arc<Roles>,
-        bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
-        events: Arc<Events>,
-        ecs: EcsInfo,
-        token: &Secret,
-        client_timeout: Duration,
-    ) -> Self {
-        let token_digest =
-            (!token.is_empty()).then(|| Sha256::digest(token.expose().as_bytes()).into());
+/// Who may use the admin API: the guard and the bearer token of one
+/// configuration.
+pub struct Access {
+    guard: Guard,
+    /// SHA-256 of the bearer token, compared in constant time; `None`: no token.
+    token_digest: Option<[u8; 32]>,
+}
+
+impl Access {
+    pub fn new(server: &ServerConfig) -> Self {
+        let token = &server.admin_token;
         Self {
-            role_api: RoleApi::new(roles.clone(), client_timeout),
-            roles,
-            bootstraps,
-            events,
-            ecs,
-            token_digest,
-            reloader: None,
-            client_timeout,
+            guard: Guard::new(&server.allowed_hosts, [&server.admin_listen]),
+            token_digest: (!token.is_empty())
+                .then(|| Sha256::digest(token.expose().as_bytes()).into()),
         }
     }
 
-    /// Enables `POST /reload`.
-    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
-        self.reloader = Some(reloader);
-        self
+    /// The status and reason of a refusal.
+    fn check(
+        &self,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        self.guard
+            .check(request)
+            .map_err(|refusal| (refusal.status(), refusal.reason()))?;
+        if self.authorised(request, peer) {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "admin API: missing or wrong bearer token, or not a loopback client",
+            ))
+        }
     }
 
     fn authorised(&self, request: &Request<Incoming>, peer: SocketAddr) -> bool {
         let Some(expected) = &self.token_digest else {
-            return peer.ip().is_loopback();
+            // `::ffff:127.0.0.1` is loopback too (an admin listener on `[::]`).
+            return peer.ip().to_canonical().is_loopback();
         };
         let presented = request
             .headers()
@@ -105,6 +120,60 @@ impl Admin {
 }
 
 impl Admin {
+    pub fn new(
+        roles: Arc<Roles>,
+        bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
+        events: Arc<Events>,
+        ecs: EcsInfo,
+        access: Arc<ArcSwap<Access>>,
+        client_timeout: Duration,
+    ) -> Self {
+        Self {
+            role_api: RoleApi::new(roles.clone(), client_timeout),
+            roles,
+            bootstraps,
+            events,
+            ecs,
+            access,
+            reloader: None,
+            client_timeout,
+        }
+    }
+
+    /// Where the metadata listeners were bound, for `GET /ecs`.
+    pub fn with_ecs_urls(mut self, base_urls: Vec<String>) -> Self {
+        self.ecs.base_urls = base_urls;
+        self
+    }
+
+    /// `GET /ecs`: each role's container-credentials URLs and its own token.
+    fn container_endpoints(&self) -> serde_json::Value {
+        let roles: serde_json::Map<String, serde_json::Value> = self
+            .roles
+            .aliases()
+            .into_iter()
+            .map(|alias| {
+                let urls: Vec<String> = self
+                    .ecs
+                    .base_urls
+                    .iter()
+                    .map(|base| format!("{base}/ecs/{alias}"))
+                    .collect();
+                let token = self.ecs.tokens.token_for(&alias);
+                (alias, serde_json::json!({ "token": token, "urls": urls }))
+            })
+            .collect();
+        serde_json::json!({ "roles": roles })
+    }
+
+    /// Enables `POST /reload`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+}
+
+impl Admin {
     /// Prometheus text: the process counters, then per role and per plugin.
     fn metrics(&self) -> String {
         use std::fmt::Write;
@@ -114,7 +183,8 @@ impl Admin {
             if let Some(role) = self.roles.get(&alias) {
                 let _ = writeln!(
                     extra,
-                    "ersatz_role_sts_calls_total{{role=\"{alias}\"}} {}",
+                    "ersatz_role_sts_calls_total{{role=\"{}\"}} {}",
+                    crate::metrics::label(&alias),
                     role.sts_calls()
                 );
             }
@@ -150,7 +220,7 @@ impl Admin {
                 let _ = writeln!(
                     extra,
                     "ersatz_plugin_{name}_total{{plugin=\"{}\"}} {}",
-                    plugin.name,
+                    crate::metrics::label(&plugin.name),
                     counter(&plugin.stats).load(Relaxed)
                 );
             }
@@ -217,17 +287,8 @@ impl Handler for Admin {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        if crate::guard::from_no_browser(request.headers()).is_err() {
-            return json_error(
-                StatusCode::FORBIDDEN,
-                "requests from web pages (Origin or Referer) are refused",
-            );
-        }
-        if !self.authorised(&request, peer) {
-            return json_error(
-                StatusCode::UNAUTHORIZED,
-                "admin API: missing or wrong bearer token, or not a loopback client",
-            );
+        if let Err((status, reason)) = self.access.load().check(&request, peer) {
+            return json_error(status, reason);
         }
         let path = request.uri().path().trim_end_matches('/').to_owned();
         match (request.method().clone(), path.as_str()) {
@@ -272,15 +333,7 @@ impl Handler for Admin {
                     Err(response) => response,
                 }
             }
-            (Method::GET, "/ecs") => json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "token": &*self.ecs.token,
-                    "urls": self.roles.aliases().iter().map(|alias| {
-                        (alias.clone(), serde_json::Value::from(self.ecs.base_urls.iter().map(|b| format!("{b}/ecs/{alias}")).collect::<Vec<_>>()))
-                    }).collect::<serde_json::Map<_, _>>(),
-                }),
-            ),
+            (Method::GET, "/ecs") => json(StatusCode::OK, &self.container_endpoints()),
             _ => match self.role_api.handle(request).await {
                 Some(response) => response,
                 None => json_error(StatusCode::NOT_FOUND, "no such admin route"),

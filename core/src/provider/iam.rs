@@ -18,15 +18,14 @@ pub const MOUNT: &str = "meta-data/iam";
 
 pub struct IamProvider {
     roles: Arc<Roles>,
-    /// Per-client roles; empty: every client sees the active role.
-    clients: Vec<(Cidr, String)>,
+    clients: ClientRoles,
     partition: &'static str,
     account_id: String,
     started: SystemTime,
 }
 
 impl IamProvider {
-    pub fn new(roles: Arc<Roles>, instance: &Instance, clients: Vec<(Cidr, String)>) -> Self {
+    pub fn new(roles: Arc<Roles>, instance: &Instance, clients: ClientRoles) -> Self {
         Self {
             roles,
             clients,
@@ -65,24 +64,47 @@ fn instance_profile_id(role: &str) -> String {
     format!("AIPA{tail}")
 }
 
-impl IamProvider {
-    /// The role `peer` may see: its `[[clients]]` entry's, or the active
-    /// role when there are none; `None` (nothing) for an unlisted client.
-    fn role_for(&self, peer: IpAddr) -> Option<String> {
-        if self.clients.is_empty() {
-            return Some(self.roles.active());
+/// `[[clients]]`: which role each client address may see. Empty: every
+/// client sees the active role. Shared by `iam/` and the container endpoint,
+/// so both fail closed the same way.
+#[derive(Clone, Default)]
+pub struct ClientRoles(Vec<(Cidr, String)>);
+
+impl ClientRoles {
+    /// Entries as checked by the configuration.
+    pub fn new(entries: Vec<(Cidr, String)>) -> Self {
+        Self(entries)
+    }
+
+    /// The role `peer` may see: its first matching entry's, or the active
+    /// role when there are no entries; `None` (nothing) for an unlisted client.
+    pub fn role_for(&self, peer: IpAddr, roles: &Roles) -> Option<String> {
+        if self.0.is_empty() {
+            return Some(roles.active());
         }
-        self.clients
+        self.0
             .iter()
             .find(|(cidr, _)| cidr.contains(peer))
             .map(|(_, role)| role.clone())
+    }
+
+    /// Whether `peer` may read `alias` by name: any role without entries,
+    /// else only its own.
+    pub fn allows(&self, peer: IpAddr, alias: &str) -> bool {
+        self.0.is_empty()
+            || self
+                .0
+                .iter()
+                .find(|(cidr, _)| cidr.contains(peer))
+                .is_some_and(|(_, role)| role == alias)
     }
 }
 
 #[async_trait]
 impl Provider for IamProvider {
     async fn resolve(&self, request: &Request<'_>) -> Resolved {
-        let Some(visible) = self.role_for(request.peer.ip()) else {
+        let peer = request.peer.ip();
+        let Some(visible) = self.clients.role_for(peer, &self.roles) else {
             return Resolved::NotFound;
         };
         match request.path {
@@ -91,12 +113,10 @@ impl Provider for IamProvider {
             "security-credentials" => Resolved::Dir(Bytes::from(visible)),
             path => match path.strip_prefix("security-credentials/") {
                 // With [[clients]], a client reads its own role's path only.
-                Some(alias) if self.clients.is_empty() || alias == visible => {
-                    match self.roles.get(alias) {
-                        Some(role) => Resolved::text(role.document().await),
-                        None => Resolved::NotFound,
-                    }
-                }
+                Some(alias) if self.clients.allows(peer, alias) => match self.roles.get(alias) {
+                    Some(role) => Resolved::text(role.document().await),
+                    None => Resolved::NotFound,
+                },
                 _ => Resolved::NotFound,
             },
         }
