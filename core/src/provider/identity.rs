@@ -34,7 +34,7 @@ const KEY_FILE: &str = "identity.key";
 const CERT_FILE: &str = "identity.crt";
 
 /// Where the signing key and certificate come from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum KeySource {
     /// Generated on first use and kept in this directory.
     StateDir(PathBuf),
@@ -62,13 +62,7 @@ impl IdentityKey {
                 })?;
                 Ok(Self { key, certificate })
             }
-            KeySource::StateDir(dir) => Self::load_or_create(dir).or_else(|error| {
-                tracing::warn!(
-                    %error,
-                    "cannot keep the identity key in the state directory; using a key in memory: signatures will change at the next start"
-                );
-                Self::generate().map_err(|e| format!("cannot generate the identity key: {e}"))
-            }),
+            KeySource::StateDir(dir) => Self::load_or_create(dir),
         }
     }
 
@@ -210,8 +204,20 @@ impl SigningKey {
         }
     }
 
-    pub fn source(&self) -> &KeySource {
-        &self.source
+    /// The kept key; without a usable state directory, one in memory for
+    /// this process (`ersatz cert` has no such fallback: it would print a
+    /// certificate that no server uses).
+    fn load_or_make(source: &KeySource) -> Result<IdentityKey, String> {
+        IdentityKey::load(source).or_else(|error| match source {
+            KeySource::StateDir(_) => {
+                tracing::warn!(
+                    %error,
+                    "cannot keep the identity key in the state directory; using a key in memory: signatures will change at the next start"
+                );
+                IdentityKey::generate().map_err(|e| format!("cannot generate the identity key: {e}"))
+            }
+            KeySource::Files { .. } => Err(error),
+        })
     }
 
     async fn get(&self) -> Option<Arc<IdentityKey>> {
@@ -219,7 +225,7 @@ impl SigningKey {
             .get_or_init(|| async {
                 let source = self.source.clone();
                 // Key generation is CPU work: off the async threads.
-                let loaded = tokio::task::spawn_blocking(move || IdentityKey::load(&source))
+                let loaded = tokio::task::spawn_blocking(move || Self::load_or_make(&source))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|loaded| loaded);
