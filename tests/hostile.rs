@@ -293,6 +293,19 @@ async fn per_client_roles_apply_to_the_container_endpoint() {
         .await
         .json();
     let alpha = ecs["roles"]["alpha"]["token"].as_str().unwrap().to_owned();
+    let beta = ecs["roles"]["beta"]["token"].as_str().unwrap().to_owned();
+    let other = common::send_from_with(
+        "127.0.0.2",
+        &server.url,
+        "/ecs/beta",
+        &[("Authorization", &beta)],
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        StatusCode::NOT_FOUND,
+        "a listed client read another role"
+    );
     // 127.0.0.1 is named by no entry: it gets nothing, token or not.
     let unlisted = send(
         &server.url,
@@ -386,6 +399,28 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
     for key in ["sources", "roles", "default_role"] {
         assert!(roles.text().contains(key), "{key}: {}", roles.text());
     }
+    // allowed_hosts applies at once, on the metadata listener too.
+    let port = port_of(&server.url);
+    let named = |url: &str| {
+        raw(
+            url,
+            &format!("GET /latest/meta-data/ HTTP/1.1\r\nHost: imds.test:{port}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(status_of(&named(&server.url)), 403);
+    write_config(
+        &server,
+        "[server]\nadmin_token = \"new-token\"\nallowed_hosts = [\"imds.test\"]\n",
+    );
+    let hosts = send(
+        &server.admin_url,
+        Method::POST,
+        "/reload",
+        &[("Authorization", &bearer("new-token"))],
+    )
+    .await;
+    assert_eq!(hosts.status, StatusCode::OK, "{}", hosts.text());
+    assert_eq!(status_of(&named(&server.url)), 200);
     // Nothing of a refused reload was applied.
     assert_eq!(status("new-token").await, StatusCode::OK);
     let served = server
@@ -489,6 +524,12 @@ fn config_check_refuses_values_that_would_break_serve() {
             "[roles.\"a\\\"} 0\\nfake_metric{x=\\\"y\"]\nsource = \"ersatz-fake\"\n",
             "roles.",
         ),
+        (
+            "[server]\nlisten = [\"0.0.0.0:17001\", \"127.0.0.1:17001\"]\n",
+            "server.listen",
+        ),
+        ("[server]\nallowed_hosts = [\"::1\"]\n", "server.allowed_hosts.0"),
+        ("[server]\nallowed_hosts = [\"localhost:80\"]\n", "server.allowed_hosts.0"),
     ] {
         let (ok, stderr) = check(config, "ersatz.toml");
         assert!(!ok, "accepted:\n{config}");
@@ -655,6 +696,33 @@ async fn state_files_others_could_write_are_never_trusted() {
     assert!(server.stderr().contains("symbolic link"));
     drop(server);
 
+    // A key file others may write, in a private directory: not used.
+    let private = root.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(private.join("token.key"), [7u8; 32]).unwrap();
+    std::fs::set_permissions(
+        private.join("token.key"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let server = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", private.to_str().unwrap())
+        .start();
+    let reply = server
+        .request(
+            Method::GET,
+            "/latest/meta-data/instance-id",
+            &[("X-aws-ec2-metadata-token", &forged)],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "a key others may write was used"
+    );
+    drop(server);
+
     // A corrupt key readable by others is replaced by a private one.
     let corrupt = root.path().join("corrupt");
     std::fs::create_dir(&corrupt).unwrap();
@@ -696,7 +764,9 @@ fn configuration_errors_never_show_secrets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("987654321987"));
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains("987654321987"));
+    }
 }
 
 #[tokio::test]
@@ -836,7 +906,7 @@ async fn status_from(source: &str, url: &str) -> u16 {
 #[tokio::test]
 async fn one_client_address_cannot_take_every_connection_slot() {
     let server = Ersatz::builder()
-        .env("ERSATZ_SERVER__MAX_CONNECTIONS", "8")
+        .env("ERSATZ_SERVER__MAX_CONNECTIONS", "12")
         .env("ERSATZ_SERVER__MAX_CONNECTIONS_PER_CLIENT", "4")
         .start();
     let mut held = Vec::new();
@@ -861,7 +931,7 @@ async fn one_client_address_cannot_take_every_connection_slot() {
     );
     // The host's own processes share 127.0.0.1: no per-client share there.
     let mut local = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         local.push(connect_from("127.0.0.1", &server.url).await);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -876,6 +946,72 @@ async fn one_client_address_cannot_take_every_connection_slot() {
         "{warnings} refusal warnings for 60 refusals"
     );
     drop((held, local));
+}
+
+#[tokio::test]
+async fn with_an_admin_token_the_admin_api_may_be_reached_by_any_host_name() {
+    let server = Ersatz::with_toml("[server]\nadmin_token = \"t0ken\"\n");
+    let port = port_of(&server.admin_url);
+    let ask = |authorization: &str| {
+        raw(
+            &server.admin_url,
+            &format!("GET /status HTTP/1.1\r\nHost: admin.example:{port}\r\n{authorization}Connection: close\r\n\r\n"),
+        )
+    };
+    // A rebinding page cannot know the token: with it, the name is fine.
+    assert_eq!(status_of(&ask("Authorization: Bearer t0ken\r\n")), 200);
+    assert_eq!(status_of(&ask("")), 401);
+    // Web pages stay refused whatever they carry.
+    assert_eq!(
+        status_of(&ask(
+            "Authorization: Bearer t0ken\r\nOrigin: http://admin.example\r\n"
+        )),
+        403
+    );
+}
+
+#[test]
+fn exec_says_when_clients_would_give_its_command_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ersatz.toml");
+    let toml = format!("{TWO_ROLES}\n[[clients]]\ncidr = \"10.0.0.0/8\"\nrole = \"alpha\"\n");
+    std::fs::write(&config, toml).unwrap();
+    let out = ersatz(
+        &[
+            "exec",
+            "--config",
+            config.to_str().unwrap(),
+            "--role",
+            "alpha",
+            "--",
+            "true",
+        ],
+        &[(
+            "ERSATZ_SERVER__STATE_DIR",
+            dir.path().join("state").to_str().unwrap(),
+        )],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[[clients]]") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn client_flags_on_a_server_command_are_refused_not_ignored() {
+    let out = ersatz(&["config", "check", "--admin-token", "s3cret"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.admin_token"));
+    // From the environment they are ignored: a shell may export them for
+    // every command.
+    let out = ersatz(&["config", "check"], &[("ERSATZ_ADMIN_TOKEN", "s3cret")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -575,6 +575,31 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
         );
     }
 
+    // Another self-signed certificate, for a key that signed nothing here.
+    let foreign = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "foreign.key",
+            "-out",
+            "foreign.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not ersatz",
+        ],
+        dir.path(),
+    );
+    assert!(
+        foreign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&foreign.stderr)
+    );
+
     // pkcs7 and rsa2048: PKCS #7 as AWS documents verifying them.
     for form in ["pkcs7", "rsa2048"] {
         let body = fetch(form).await;
@@ -582,12 +607,18 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
             body.split(|b| *b == b'\n').all(|line| line.len() <= 64),
             "{form} in 64-column lines"
         );
-        for (file, ok) in [("document", true), ("tampered", false)] {
-            let out = verify_pkcs7(dir.path(), form, &body, file, "certificate");
+        for (file, certificate, ok) in [
+            ("document", "certificate", true),
+            ("tampered", "certificate", false),
+            // As on AWS, the signature carries no certificate: the one
+            // given is the one checked, so another key's fails.
+            ("document", "foreign.crt", false),
+        ] {
+            let out = verify_pkcs7(dir.path(), form, &body, file, certificate);
             assert_eq!(
                 out.status.success(),
                 ok,
-                "{form} over {file}: {}",
+                "{form} over {file} with {certificate}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use http::{Method, StatusCode};
 
@@ -242,7 +242,8 @@ impl ServeArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let quiet = matches!(
         cli.command,
         Command::Exec { .. }
@@ -250,6 +251,12 @@ pub fn main() -> ExitCode {
             | Command::Bootstrap { .. }
             | Command::Event { .. }
     );
+    if !quiet {
+        if let Some(flag) = client_flag_given(&matches) {
+            eprintln!("ersatz: {flag} is for the commands that talk to a running server (role, event, bootstrap, exec); a server's own token is server.admin_token");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let level = cli
         .log_level
         .as_deref()
@@ -290,10 +297,12 @@ pub fn main() -> ExitCode {
         Command::Role { command } => remote(&cli.admin, |client| async move {
             match command {
                 RoleCommand::List => {
-                    let (_, all) = client.call(Method::GET, "/roles", None).await?;
-                    let (_, active) = client
-                        .call(Method::GET, "/roles?status=active", None)
-                        .await?;
+                    let all = expect_ok(client.call(Method::GET, "/roles", None).await?)?;
+                    let active = expect_ok(
+                        client
+                            .call(Method::GET, "/roles?status=active", None)
+                            .await?,
+                    )?;
                     let active = roles_of(&active)?;
                     for role in roles_of(&all)? {
                         let mark = if active.contains(&role) { '*' } else { ' ' };
@@ -408,7 +417,16 @@ pub fn main() -> ExitCode {
                     .await?,
             )?;
             print!("{answer}");
-            Ok(())
+            // The keys were stored; the role behind them may still fail.
+            let answer: serde_json::Value =
+                serde_json::from_str(&answer).map_err(|e| format!("unexpected answer: {e}"))?;
+            match &answer["assumed"] {
+                serde_json::Value::Bool(true) => Ok(()),
+                serde_json::Value::String(reason) => Err(format!(
+                    "the source credentials were stored, but the active role could not be assumed with them: {reason}"
+                )),
+                _ => Err("the source credentials were stored, but the active role has no credentials yet: see GET /status".into()),
+            }
         }),
         Command::Exec { role, command, .. } if cli.admin.admin.is_some() => {
             remote(&cli.admin, |client| async move {
@@ -417,12 +435,11 @@ pub fn main() -> ExitCode {
                     serde_json::from_str(&ecs).map_err(|e| e.to_string())?;
                 let alias = match role {
                     Some(role) => role,
-                    None => roles_of(
-                        &client
+                    None => roles_of(&expect_ok(
+                        client
                             .call(Method::GET, "/roles?status=active", None)
-                            .await?
-                            .1,
-                    )?
+                            .await?,
+                    )?)?
                     .pop()
                     .ok_or("the server names no active role")?,
                 };
@@ -537,6 +554,23 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `--admin` or `--admin-token` written on the command line (not taken
+/// from the environment, which a shell may set for every command).
+fn client_flag_given(matches: &clap::ArgMatches) -> Option<&'static str> {
+    let mut levels = vec![matches];
+    while let Some((_, sub)) = levels[levels.len() - 1].subcommand() {
+        levels.push(sub);
+    }
+    [("admin", "--admin"), ("admin_token", "--admin-token")]
+        .into_iter()
+        .find(|(id, _)| {
+            levels
+                .iter()
+                .any(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        })
+        .map(|(_, flag)| flag)
 }
 
 fn config_failure(error: &config::ConfigError) -> ExitCode {

@@ -34,6 +34,19 @@ pub async fn exec(
         )
         .into());
     }
+    // The child connects from loopback; [[clients]] applies to it as to
+    // any client, so say so now rather than hand it a role it cannot read.
+    if !app
+        .imds
+        .ecs
+        .clients
+        .allows(std::net::Ipv4Addr::LOCALHOST.into(), &alias)
+    {
+        return Err(format!(
+            "[[clients]] does not give 127.0.0.1 the role \"{alias}\", so the command would get no credentials: add an entry with cidr = \"127.0.0.1\" and role = \"{alias}\""
+        )
+        .into());
+    }
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(listener::serve(
         bound,

@@ -4,6 +4,7 @@
 //! weep refuses). The IMDS rule that a token PUT carrying `X-Forwarded-For`
 //! came through a proxy lives with the token endpoint.
 
+use std::borrow::Cow;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use http::header::{HOST, ORIGIN, REFERER};
@@ -48,9 +49,13 @@ impl Guard {
         allowed_hosts: &[String],
         listen: impl IntoIterator<Item = &'a SocketAddr>,
     ) -> Self {
+        // As requests are compared: IPv6 in its canonical form.
         let mut hosts: Vec<String> = allowed_hosts
             .iter()
-            .map(|h| h.to_ascii_lowercase())
+            .map(|h| {
+                host_name(h.as_bytes())
+                    .map_or_else(|| h.to_ascii_lowercase(), |name| name.to_ascii_lowercase())
+            })
             .collect();
         for addr in listen {
             let host = match addr {
@@ -82,7 +87,7 @@ impl Guard {
             if !self
                 .allowed_hosts
                 .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(name))
+                .any(|allowed| allowed.eq_ignore_ascii_case(&name))
             {
                 return Err(Refusal::HostNotAllowed);
             }
@@ -101,35 +106,34 @@ fn from_no_browser(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// The host of `host[:port]`, `[v6][:port]`; `None` unless the whole value
-/// is exactly that (`[::1]evil.com`, `a b`, `host:` and `host:99999` are not).
-fn host_name(value: &[u8]) -> Option<&str> {
+/// The host of `host[:port]`, `[v6][:port]` (IPv6 in canonical form);
+/// `None` unless the whole value is exactly that (`[::1]evil.com`, `a b`,
+/// `host:` and `host:99999` are not).
+fn host_name(value: &[u8]) -> Option<Cow<'_, str>> {
     let text = std::str::from_utf8(value).ok()?;
-    let (name, port) = match text.strip_prefix('[') {
+    let (name, port): (Cow<'_, str>, &str) = match text.strip_prefix('[') {
         Some(rest) => {
             let end = rest.find(']')?;
-            rest[..end].parse::<Ipv6Addr>().ok()?;
-            text.split_at(end + 2)
+            let ip = rest[..end].parse::<Ipv6Addr>().ok()?;
+            (format!("[{ip}]").into(), &rest[end + 1..])
         }
         None => {
-            let name_end = text.find(':').unwrap_or(text.len());
-            let name = &text[..name_end];
+            let (name, port) = text.split_at(text.find(':').unwrap_or(text.len()));
+            // Names as hosts and containers are named (`imds_1` too).
             let name_ok = !name.is_empty()
                 && name
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
             if !name_ok {
                 return None;
             }
-            text.split_at(name_end)
+            (name.into(), port)
         }
     };
     match port.strip_prefix(':') {
         None if port.is_empty() => Some(name),
         Some(digits)
-            if !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && digits.parse::<u16>().is_ok() =>
+            if digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok() =>
         {
             Some(name)
         }
@@ -164,6 +168,7 @@ mod tests {
             "169.254.169.254:80",
             "[::1]:16925",
             "[::1]",
+            "[0:0::1]:80",
             "10.0.0.5:80",
             "LOCALHOST:8998",
         ] {

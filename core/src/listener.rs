@@ -94,6 +94,17 @@ struct PerClient {
     open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// Who a connection counts against: its IPv4 address (also when it arrives
+/// IPv4-mapped), or its IPv6 /64, since one host holds a whole /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64)))
+        }
+        other => other,
+    }
+}
+
 /// One open connection of a client; counted down when dropped.
 struct ClientSlot {
     table: Arc<PerClient>,
@@ -325,7 +336,7 @@ pub async fn serve<H: Handler>(
             },
             _ = stop.changed() => return,
         };
-        let admitted = match PerClient::admit(&per_client, peer.ip().to_canonical()) {
+        let admitted = match PerClient::admit(&per_client, client_of(peer.ip())) {
             None => Err("server.max_connections_per_client reached"),
             Some(slot) => match capacity.clone().try_acquire_owned() {
                 Ok(permit) => Ok((slot, permit)),
@@ -371,5 +382,20 @@ pub async fn serve<H: Handler>(
             }
             drop((permit, slot));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_slash_64() {
+        let client = |text: &str| client_of(text.parse().unwrap());
+        assert_eq!(client("10.0.0.7"), client("::ffff:10.0.0.7"));
+        assert_ne!(client("10.0.0.7"), client("10.0.0.8"));
+        assert_eq!(client("2001:db8::1"), client("2001:db8::ffff:2"));
+        assert_ne!(client("2001:db8::1"), client("2001:db8:0:1::1"));
+        assert_eq!(client("::1"), "::1".parse::<IpAddr>().unwrap());
     }
 }

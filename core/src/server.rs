@@ -228,7 +228,9 @@ pub struct Reloader {
     overrides: Overrides,
     current: Arc<ArcSwap<Imds>>,
     /// The configuration serving now, to tell what a reload would change.
-    running: parking_lot::Mutex<Loaded>,
+    /// Held for a whole reload, so that a SIGHUP and a `POST /reload` at
+    /// once apply one after the other, never interleaved.
+    running: tokio::sync::Mutex<Loaded>,
 }
 
 impl Reloader {
@@ -238,10 +240,11 @@ impl Reloader {
     }
 
     pub async fn reload(&self) -> Result<(), String> {
+        let mut running = self.running.lock().await;
         let outcome = async {
             let loaded = config::load(self.file.as_deref(), &self.overrides)
                 .map_err(|error| error.to_string())?;
-            let needs_restart = self.running.lock().needs_restart(&loaded);
+            let needs_restart = running.needs_restart(&loaded);
             if !needs_restart.is_empty() {
                 return Err(format!(
                     "nothing was applied: {} changed, which only a restart applies",
@@ -262,7 +265,7 @@ impl Reloader {
                 self.app
                     .admin_access
                     .store(Arc::new(Access::new(&loaded.config.server)));
-                *self.running.lock() = loaded;
+                *running = loaded;
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
@@ -528,7 +531,7 @@ pub async fn run(
         file,
         overrides,
         current: current.clone(),
-        running: parking_lot::Mutex::new(loaded),
+        running: tokio::sync::Mutex::new(loaded),
     });
     let admin = Arc::new(admin.with_reloader(reloader.clone()));
     let (stop, stopped) = watch::channel(false);

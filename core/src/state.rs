@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 /// Key files are small; a larger file is not one of ours.
@@ -25,15 +25,17 @@ pub fn default_dir() -> PathBuf {
     home.join(".local/state/ersatz")
 }
 
-/// A directory fit to hold keys: ours, and writable by nobody else.
+/// A directory fit to hold keys: ours, and writable by nobody else. It is
+/// held open, and every file in it is reached through that descriptor, so
+/// renaming the path after the check changes nothing.
 pub struct StateDir {
     path: PathBuf,
+    dir: File,
 }
 
 /// Held while keys are read or created; released when dropped.
 pub struct Locked<'a> {
     dir: &'a StateDir,
-    _lock: File,
 }
 
 impl StateDir {
@@ -42,13 +44,16 @@ impl StateDir {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true).mode(0o700);
         builder.create(path).map_err(|e| annotate(path, e))?;
-        let metadata = std::fs::metadata(path).map_err(|e| annotate(path, e))?;
-        if !metadata.is_dir() {
-            return Err(refused(path, "is not a directory"));
-        }
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| annotate(path, e))?;
+        let metadata = dir.metadata().map_err(|e| annotate(path, e))?;
         trusted(path, &metadata)?;
         Ok(Self {
             path: path.to_owned(),
+            dir,
         })
     }
 
@@ -58,15 +63,64 @@ impl StateDir {
 
     /// Serialises key creation with other ersatz processes on this directory.
     pub fn lock(&self) -> io::Result<Locked<'_>> {
-        let dir = File::open(&self.path).map_err(|e| annotate(&self.path, e))?;
-        // SAFETY: flock on a descriptor we own; it is released when `dir` closes.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        // SAFETY: flock on a descriptor we own; Locked's drop unlocks it.
+        if unsafe { libc::flock(self.dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(annotate(&self.path, io::Error::last_os_error()));
         }
-        Ok(Locked {
-            dir: self,
-            _lock: dir,
-        })
+        Ok(Locked { dir: self })
+    }
+
+    /// `name` (one path segment) opened relative to the directory, never
+    /// through a symbolic link.
+    fn open_at(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+        let name = segment(name)?;
+        // SAFETY: a valid directory descriptor and a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `renameat` (over `to`) or `linkat` (never over `to`), within the directory.
+    fn place(&self, from: &str, to: &str, replace: bool) -> io::Result<()> {
+        let (from, to) = (segment(from)?, segment(to)?);
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: a valid directory descriptor and NUL-terminated names.
+        let placed = unsafe {
+            if replace {
+                libc::renameat(dir, from.as_ptr(), dir, to.as_ptr())
+            } else {
+                libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0)
+            }
+        };
+        if placed == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Ok(name) = segment(name) {
+            // SAFETY: as above; a name already gone is simply absent.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) };
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocking a descriptor we hold.
+        unsafe { libc::flock(self.dir.dir.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -81,11 +135,8 @@ impl Locked<'_> {
     /// [`Locked::read`] for larger files; what is past `max` bytes is not read.
     pub fn read_up_to(&self, name: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
         let path = self.dir.path.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
-        let file = match file {
+        // Non-blocking: a FIFO planted under the name must not hang start-up.
+        let file = match self.dir.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -116,15 +167,11 @@ impl Locked<'_> {
     /// it when `replace` (a corrupt file). Returns what `name` now holds.
     pub fn write(&self, name: &str, contents: &[u8], replace: bool) -> io::Result<Vec<u8>> {
         let path = self.dir.path.join(name);
-        let temporary = self.dir.path.join(format!(".{name}.{}", random_suffix()));
-        let written = write_new(&temporary, contents).and_then(|()| {
-            if replace {
-                std::fs::rename(&temporary, &path)
-            } else {
-                std::fs::hard_link(&temporary, &path)
-            }
-        });
-        let _ = std::fs::remove_file(&temporary);
+        let temporary = format!(".{name}.{}", random_suffix());
+        let written = self
+            .write_new(&temporary, contents)
+            .and_then(|()| self.dir.place(&temporary, name, replace));
+        self.dir.remove(&temporary);
         match written {
             Ok(()) => Ok(contents.to_vec()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self
@@ -133,17 +180,24 @@ impl Locked<'_> {
             Err(e) => Err(annotate(&path, e)),
         }
     }
+
+    fn write_new(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+        let mut file = self.dir.open_at(name, flags, 0o600)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
 }
 
-fn write_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
+/// A file name of our own making, as C wants it.
+fn segment(name: &str) -> io::Result<std::ffi::CString> {
+    if name.is_empty() || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a file name"),
+        ));
+    }
+    std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// Ours, and writable by nobody else.

@@ -7,6 +7,7 @@
 //! | route | |
 //! |---|---|
 //! | `GET /status` | `true`/`false`: the active role has valid credentials |
+//! | `GET /healthz`, `GET /readyz` | probes: serving; ready (the active role has credentials) |
 //! | `POST /bootstrap/creds` | source credentials for `bootstrap` sources (mmds) |
 //! | `GET`/`PUT /roles…` | finto's role API ([`roles`]) |
 //! | `GET /ecs` | the container-credentials URLs and their token |
@@ -34,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ServerConfig;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
-use crate::guard::Guard;
+use crate::guard::{Guard, Refusal};
 use crate::listener::Handler;
 use crate::plugin::PluginStats;
 use crate::provider::events::Events;
@@ -90,9 +91,14 @@ impl Access {
         request: &Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<(), (StatusCode, &'static str)> {
-        self.guard
-            .check(request)
-            .map_err(|refusal| (refusal.status(), refusal.reason()))?;
+        match self.guard.check(request) {
+            Ok(()) => {}
+            // A page that rebinds a name cannot know the bearer token, so
+            // with one any host name may reach the token check (an admin
+            // API served to other hosts by name).
+            Err(Refusal::HostNotAllowed) if self.token_digest.is_some() => {}
+            Err(refusal) => return Err((refusal.status(), refusal.reason())),
+        }
         if self.authorised(request, peer) {
             Ok(())
         } else {
@@ -138,6 +144,26 @@ impl Admin {
             reloader: None,
             client_timeout,
         }
+    }
+
+    /// `GET /readyz`: 200 once the active role has valid credentials, else
+    /// 503 with the reason.
+    async fn readiness(&self) -> Response<Body> {
+        let active = self.roles.active();
+        let ready = match self.roles.get(&active) {
+            Some(role) => role.is_valid().await,
+            None => false,
+        };
+        if ready {
+            return json(StatusCode::OK, &serde_json::json!({ "ready": true }));
+        }
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "ready": false,
+                "reason": format!("the active role \"{active}\" has no valid credentials yet"),
+            }),
+        )
     }
 
     /// Where the metadata listeners were bound, for `GET /ecs`.
@@ -300,6 +326,13 @@ impl Handler for Admin {
                 json(StatusCode::OK, &valid.into())
             }
             (_, "/status") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            // Probes: answered once every listener is bound (this one is
+            // bound last), without a metadata token.
+            (Method::GET, "/healthz") => {
+                json(StatusCode::OK, &serde_json::json!({ "healthy": true }))
+            }
+            (Method::GET, "/readyz") => self.readiness().await,
+            (_, "/healthz" | "/readyz") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
             (Method::POST, "/bootstrap/creds") => {
                 match read_body(request, self.client_timeout).await {
                     Ok(body) => bootstrap::post(&self.roles, &self.bootstraps, &body).await,

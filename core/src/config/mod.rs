@@ -241,22 +241,43 @@ impl Loaded {
         ConfigError::at(&self.figment, key, reason)
     }
 
-    /// The keys whose values differ in `next` and need a restart.
-    pub fn needs_restart(&self, next: &Loaded) -> Vec<&'static str> {
-        // Compared as JSON: figment's values carry tags that differ between
-        // two loads of the same file.
-        let value = |loaded: &Loaded, key: &str| {
-            loaded
-                .figment
-                .find_value(key)
-                .ok()
-                .and_then(|v| serde_json::to_value(v).ok())
-        };
-        RESTART_KEYS
+    /// The keys whose values differ in `next` and need a restart: the
+    /// [`RESTART_KEYS`], and the `[[plugins]]` entries that back a
+    /// credential source (its roles keep the plugin they were built with).
+    pub fn needs_restart(&self, next: &Loaded) -> Vec<String> {
+        let mut changed: Vec<String> = RESTART_KEYS
             .iter()
-            .copied()
-            .filter(|key| value(self, key) != value(next, key))
-            .collect()
+            .filter(|key| self.json_at(key) != next.json_at(key))
+            .map(|key| (*key).to_owned())
+            .collect();
+        for (name, source) in &self.config.sources {
+            let SourceConfig::Plugin { plugin } = source else {
+                continue;
+            };
+            let entry = |loaded: &Loaded| {
+                let index = loaded
+                    .config
+                    .plugins
+                    .iter()
+                    .position(|p| &p.name() == plugin)?;
+                loaded.json_at(&format!("plugins.{index}"))
+            };
+            if entry(self) != entry(next) {
+                changed.push(format!(
+                    "the [[plugins]] entry \"{plugin}\" (behind sources.{name})"
+                ));
+            }
+        }
+        changed
+    }
+
+    /// The value at `key` as JSON: figment's own values carry tags that
+    /// differ between two loads of the same file.
+    fn json_at(&self, key: &str) -> Option<serde_json::Value> {
+        self.figment
+            .find_value(key)
+            .ok()
+            .and_then(|v| serde_json::to_value(v).ok())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Checks that span keys (references between sections, value formats serde
 //! cannot express), each error naming the key it is about.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{HumanDuration, Loaded, SourceConfig, LIFECYCLE_STATES, MAINTENANCE_CODES};
@@ -15,16 +16,8 @@ const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let config = &loaded.config;
     validate_server(loaded)?;
-    for (kind, names) in [
-        ("roles", config.roles.keys().collect::<Vec<_>>()),
-        ("sources", config.sources.keys().collect()),
-    ] {
-        for name in names {
-            check_name(loaded, &format!("{kind}.{name}"), name)?;
-        }
-    }
-    for (i, plugin) in config.plugins.iter().enumerate() {
-        check_name(loaded, &format!("plugins.{i}.name"), &plugin.name())?;
+    for alias in config.roles.keys() {
+        check_alias(loaded, &format!("roles.{alias}"), alias)?;
     }
     let source_exists = |key: &str, name: &str| {
         if config.sources.contains_key(name) {
@@ -217,21 +210,23 @@ fn validate_server(loaded: &Loaded) -> Result<(), ConfigError> {
     if server.listen.is_empty() {
         return Err(loaded.error("server.listen", "at least one address is needed"));
     }
-    for (i, addr) in server.listen.iter().enumerate() {
-        // Port 0 asks for any free port, so it may be given twice.
-        if addr.port() == 0 {
-            continue;
-        }
-        if server.listen[..i].contains(addr) {
-            return Err(loaded.error("server.listen", format!("{addr} is listed twice")));
-        }
-        if *addr == server.admin_listen {
-            return Err(loaded.error(
-                "server.admin_listen",
-                format!(
-                    "{addr} is also in server.listen: the admin API needs an address of its own"
-                ),
-            ));
+    let mut bound: Vec<(&str, SocketAddr)> = server
+        .listen
+        .iter()
+        .map(|addr| ("server.listen", *addr))
+        .collect();
+    bound.push(("server.admin_listen", server.admin_listen));
+    for (i, (key, addr)) in bound.iter().enumerate() {
+        if let Some((other, _)) = bound[..i]
+            .iter()
+            .find(|(_, earlier)| overlap(addr, earlier))
+        {
+            let reason = if key == other {
+                format!("{addr} is listed twice, or overlaps another entry")
+            } else {
+                format!("{addr} overlaps {other}: the admin API needs an address of its own")
+            };
+            return Err(loaded.error(key, reason));
         }
     }
     if !(1..=MAX_CONNECTIONS).contains(&server.max_connections) {
@@ -243,6 +238,9 @@ fn validate_server(loaded: &Loaded) -> Result<(), ConfigError> {
     if server.max_connections_per_client == 0 {
         return Err(loaded.error("server.max_connections_per_client", "must be at least 1"));
     }
+    for (i, host) in server.allowed_hosts.iter().enumerate() {
+        check_allowed_host(loaded, &format!("server.allowed_hosts.{i}"), host)?;
+    }
     let timeout = server.client_timeout.0;
     if !(MIN_CLIENT_TIMEOUT..=MAX_CLIENT_TIMEOUT).contains(&timeout) {
         return Err(loaded.error(
@@ -253,9 +251,49 @@ fn validate_server(loaded: &Loaded) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Role, source and plugin names appear in URL paths, metrics and logs:
-/// letters, digits and `+=,.@_-` (IAM's role name characters), 1 to 64.
-fn check_name(loaded: &Loaded, key: &str, name: &str) -> Result<(), ConfigError> {
+/// Whether binding both would fail: the same port (0 asks for any free
+/// one, so it never clashes) on the same address, or on any address and a
+/// wildcard that covers it.
+fn overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let (a, b) = (a.ip(), b.ip());
+    a == b
+        || (a.is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
+        || (b.is_unspecified() && (b.is_ipv6() || a.is_ipv4()))
+}
+
+/// A host as a `Host` header names it, without a port: a name, an IPv4
+/// address, or an IPv6 address in brackets. Anything else could never match.
+fn check_allowed_host(loaded: &Loaded, key: &str, host: &str) -> Result<(), ConfigError> {
+    let fits = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    };
+    if fits {
+        return Ok(());
+    }
+    let hint = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("write IPv6 addresses in brackets, like [{host}]")
+    } else {
+        "give a host name or address without a port, like localhost or 169.254.169.254".to_owned()
+    };
+    Err(loaded.error(
+        key,
+        format!("\"{host}\" can never match a Host header: {hint}"),
+    ))
+}
+
+/// Role aliases are path segments (`iam/security-credentials/ALIAS`,
+/// `/ecs/ALIAS`) and metric labels: letters, digits and `+=,.@_-` (IAM's
+/// role name characters), 1 to 64.
+fn check_alias(loaded: &Loaded, key: &str, name: &str) -> Result<(), ConfigError> {
     let fits = (1..=64).contains(&name.len())
         && name
             .bytes()

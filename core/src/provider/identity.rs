@@ -139,8 +139,11 @@ impl IdentityKey {
         signer.update(document)?;
         let signature = base64_lines(&signer.sign_to_vec()?, usize::MAX);
         // No signed attributes (no signing time): the same key signs the same
-        // document to the same bytes, so replicas and replays agree.
-        let flags = Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOATTR;
+        // document to the same bytes, so replicas and replays agree. No
+        // certificate either, as AWS's: a verifier must bring the right one
+        // (`-certfile`), so a check with any other certificate fails.
+        let flags =
+            Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOATTR | Pkcs7Flags::NOCERTS;
         let no_extra_certificates: Stack<X509> = Stack::new()?;
         let pkcs7 = Pkcs7::sign(
             &self.certificate,
