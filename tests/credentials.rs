@@ -1126,3 +1126,102 @@ async fn soak_mixed_load_through_an_sts_outage() {
         "RSS grew from {baseline} to {last} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_commands_exit_non_zero_with_the_servers_reason() {
+    // A refusal: the admin API wants a token that was not given.
+    let guarded = Ersatz::with_toml("[server]\nadmin_token = \"t0ken\"\n");
+    let listed = ersatz(&["role", "list", "--admin", &guarded.admin_url], &[]);
+    assert!(!listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("401"));
+    assert!(listed.stdout.is_empty());
+
+    // A failure after the request: keys stored, but STS is unreachable.
+    let server = Ersatz::with_toml(&format!(
+        "[sources.posted]\ntype = \"bootstrap\"\n\n[roles.daemon]\narn = \"{}\"\nsource = \"posted\"\nsts_endpoint = \"http://127.0.0.1:{}\"\n",
+        arn("daemon"),
+        common::free_port()
+    ));
+    let bootstrapped = ersatz(
+        &["bootstrap", "--admin", &server.admin_url],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIABOOTCLI000000001"),
+            ("AWS_SECRET_ACCESS_KEY", "cliSecret"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&bootstrapped.stderr);
+    assert!(!bootstrapped.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be assumed"), "{stderr}");
+}
+
+/// The ConfigMap's `ersatz.toml` and the probes' paths, read from the
+/// example manifest as a user would copy them.
+fn daemonset() -> (String, Vec<String>) {
+    let manifest =
+        std::fs::read_to_string(common::workspace().join("examples/kubernetes/daemonset.yaml"))
+            .unwrap();
+    let mut lines = manifest.lines();
+    lines.find(|l| l.trim() == "ersatz.toml: |").unwrap();
+    let config: String = lines
+        .take_while(|l| !l.starts_with("---"))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let probes = manifest
+        .lines()
+        .filter(|l| l.contains("httpGet:") && l.contains("port: 8998"))
+        .map(|l| {
+            let path = l.split("path: ").nth(1).unwrap();
+            path.split([',', ' ']).next().unwrap().to_owned()
+        })
+        .collect();
+    (config, probes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemonset_probes_pass_against_its_own_config() {
+    let (config, probes) = daemonset();
+    assert_eq!(probes, ["/readyz", "/healthz"]);
+    let moto = Moto::start();
+    let start = |with_keys: bool| {
+        let mut builder = Ersatz::builder()
+            .config("ersatz.toml", &config)
+            .env("AWS_ENDPOINT_URL_STS", &moto.url)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        if with_keys {
+            builder = builder
+                .env("AWS_ACCESS_KEY_ID", "AKIANODEIDENTITY0001")
+                .env("AWS_SECRET_ACCESS_KEY", CALLER_SECRET);
+        }
+        builder.start()
+    };
+    // The node has no identity: alive, and truthfully not ready.
+    let unready = start(false);
+    assert_eq!(
+        unready.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let probe = |server: &Ersatz, path: &str| {
+        let (admin, path) = (server.admin_url.clone(), path.to_owned());
+        async move { common::send(&admin, Method::GET, &path, &[]).await.status }
+    };
+    assert_eq!(probe(&unready, "/healthz").await, StatusCode::OK);
+    assert_eq!(
+        probe(&unready, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let ready = start(true);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = probe(&ready, "/readyz").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for path in &probes {
+        assert_eq!(probe(&ready, path).await, StatusCode::OK, "{path}");
+    }
+    assert_eq!(status, StatusCode::OK);
+}
