@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_sdk_sts::config::{BehaviorVersion, Region};
-use aws_sdk_sts::error::DisplayErrorContext;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::OnceCell;
 
-use super::{CredentialSource, Credentials, SourceError};
+use super::{sentence, CredentialSource, Credentials, SourceError};
 use crate::config::Secret;
 use crate::metrics::METRICS;
 
@@ -94,13 +95,7 @@ impl CredentialSource for AssumeRole {
             .send()
             .await;
         METRICS.sts_call(started.elapsed(), output.is_ok());
-        let output = output.map_err(|error| {
-            SourceError(format!(
-                "AssumeRole {} failed: {}",
-                p.arn,
-                DisplayErrorContext(&error)
-            ))
-        })?;
+        let output = output.map_err(|error| SourceError(failure(&p.arn, &error)))?;
         let credentials = output.credentials().ok_or_else(|| {
             SourceError(format!(
                 "AssumeRole {}: STS answered without credentials",
@@ -116,6 +111,25 @@ impl CredentialSource for AssumeRole {
                 .map(Credentials::whole_seconds),
             issued,
         }))
+    }
+}
+
+/// Why AssumeRole failed, as a sentence that says where to look.
+fn failure(arn: &str, error: &SdkError<AssumeRoleError>) -> String {
+    match error {
+        SdkError::ServiceError(refused) => {
+            let refused = refused.err();
+            format!(
+                "STS refused AssumeRole {arn}: {} ({}); check that the source's identity may assume this role",
+                refused.message().unwrap_or("no reason given"),
+                refused.code().unwrap_or("no error code"),
+            )
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "cannot reach STS for AssumeRole {arn}: {}; check the role's sts_endpoint (or AWS_ENDPOINT_URL_STS) and the network",
+            sentence(error)
+        ),
+        _ => format!("AssumeRole {arn} failed: {}", sentence(error)),
     }
 }
 

@@ -72,6 +72,21 @@ impl fmt::Display for SourceError {
     }
 }
 
+/// An error and its causes as one line of text, each cause once, without
+/// the debug dumps that `DisplayErrorContext` appends.
+pub fn sentence(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        cause = next.source();
+    }
+    parts.join(": ")
+}
+
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
     /// Current credentials. Sources that call out return fresh ones on every
