@@ -10,13 +10,30 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-/// `http://host:port` → `host:port`.
+/// `http://host:port` → `host:port`. A trailing `/` or `/latest/` is
+/// allowed (it is what IMDS URLs are often written with); another path is
+/// refused with the form to use.
 pub fn authority(url: &str) -> Result<String, String> {
-    Ok(url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} must start with http://"))?
-        .trim_end_matches('/')
-        .to_owned())
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a URL like http://169.254.169.254"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url:?} must start with http://"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} names no host, like http://169.254.169.254"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{url:?}: give the host and port alone, without a user"
+        ));
+    }
+    if !matches!(uri.path(), "" | "/" | "/latest" | "/latest/") {
+        return Err(format!(
+            "{url:?}: give the server's address without a path, like http://{authority}"
+        ));
+    }
+    Ok(authority.as_str().to_owned())
 }
 
 /// How long a server may take to answer one request: long enough for an
@@ -113,5 +130,32 @@ impl AdminClient {
             .await
             .map_err(|e| format!("{e} (is `ersatz serve` running?)"))?;
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    #[test]
+    fn urls_give_their_authority_or_say_which_form_to_use() {
+        for ok in [
+            "http://127.0.0.1:16925",
+            "http://127.0.0.1:16925/",
+            "http://127.0.0.1:16925/latest/",
+            "http://[::1]:80",
+        ] {
+            assert!(authority(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            authority("http://127.0.0.1:16925/latest/").unwrap(),
+            "127.0.0.1:16925"
+        );
+        let refused = authority("http://127.0.0.1:16925/latest/meta-data/").unwrap_err();
+        assert!(
+            refused.contains("without a path, like http://127.0.0.1:16925"),
+            "{refused}"
+        );
+        assert!(authority("https://x").unwrap_err().contains("http://"));
     }
 }

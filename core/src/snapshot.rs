@@ -38,8 +38,18 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let relative = if path.is_relative() {
+                let here = std::env::current_dir().unwrap_or_default();
+                format!(
+                    " (a relative path in a configuration is taken from the working directory, {})",
+                    here.display()
+                )
+            } else {
+                String::new()
+            };
+            format!("cannot read {}: {e}{relative}", path.display())
+        })?;
         let snapshot: Self = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not an ersatz snapshot: {e}", path.display()))?;
         if snapshot.format != FORMAT {

@@ -75,17 +75,17 @@ pub async fn post(
     };
     let Some((name, source)) = target else {
         let known: Vec<&str> = bootstraps.keys().map(String::as_str).collect();
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "no bootstrap source to set (configured: {}); with several, name one in \"Source\"",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        );
+        let known = if known.is_empty() {
+            "none: add a [sources.NAME] table with type = \"bootstrap\"".to_owned()
+        } else {
+            known.join(", ")
+        };
+        let reason = match &posted.source {
+            Some(unknown) => format!("unknown bootstrap source \"{unknown}\" (bootstrap sources: {known})"),
+            None if bootstraps.is_empty() => format!("no bootstrap source is configured (bootstrap sources: {known})"),
+            None => format!("several bootstrap sources ({known}): name one in \"Source\" (ersatz bootstrap --source NAME)"),
+        };
+        return json_error(StatusCode::BAD_REQUEST, &reason);
     };
     source.set(posted.access_key_id, posted.secret_access_key, posted.token);
     tracing::info!(source = %name, "source credentials bootstrapped");

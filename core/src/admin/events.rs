@@ -84,7 +84,7 @@ pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Resp
         }
         (&Method::POST, "spot") if !events.spot_enabled => Err((
             StatusCode::CONFLICT,
-            "not a spot instance: set instance.life_cycle = \"spot\" or [events.spot]".to_owned(),
+            "not a spot instance: set instance.life_cycle = \"spot\" or add an [events.spot] table, and restart".to_owned(),
         )),
         (&Method::POST, "spot") => parse::<SpotBody>(body).map(|b| {
             let spot = Spot {
@@ -124,7 +124,7 @@ pub fn handle(events: &Events, method: &Method, kind: &str, body: &[u8]) -> Resp
         }),
         (&Method::POST, "autoscaling") if !events.autoscaling_enabled => Err((
             StatusCode::CONFLICT,
-            "not in an Auto Scaling group: configure [events.autoscaling]".to_owned(),
+            "not in an Auto Scaling group: add an [events.autoscaling] table (state, target, after) to the configuration and restart".to_owned(),
         )),
         (&Method::POST, "autoscaling") => parse::<AutoscalingBody>(body).and_then(|b| {
             if !LIFECYCLE_STATES.contains(&b.state.as_str()) {

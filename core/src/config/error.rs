@@ -81,7 +81,11 @@ impl ConfigError {
                 if path.last() != Some(field) {
                     path.push(field.clone());
                 }
-                format!("unknown key; expected one of: {}", expected.join(", "))
+                if field == "default_role" {
+                    "default_role is a top-level key: in TOML, write it above the first [table], since every key after a table header belongs to that table".to_owned()
+                } else {
+                    format!("unknown key; expected one of: {}", expected.join(", "))
+                }
             }
             Kind::MissingField(field) => {
                 if path.last().map(String::as_str) != Some(field.as_ref()) {
@@ -100,6 +104,16 @@ impl ConfigError {
             }
             _ if is_secret_key(&path.join(".")) => {
                 "invalid; the value is not shown, as this key holds a secret".to_owned()
+            }
+            Kind::InvalidType(_, expected)
+                if expected == "a sequence"
+                    && error
+                        .metadata
+                        .as_ref()
+                        .is_some_and(|m| m.name.contains("environment")) =>
+            {
+                let variable = format!("ERSATZ_{}", path.join("__").to_ascii_uppercase());
+                format!("must be a list: write {variable}='[\"127.0.0.1:16925\"]' (TOML's syntax, quotes included)")
             }
             other => without_quoted_source(&other.to_string()),
         };
@@ -136,10 +150,8 @@ fn origin<K: AsRef<str>>(metadata: Option<&Metadata>, path: &[K]) -> String {
     };
     match &metadata.source {
         Some(Source::File(file)) => file.display().to_string(),
-        Some(Source::Code(_)) if metadata.name.contains("Serialized") => {
-            "command-line flag".to_owned()
-        }
-        Some(Source::Code(_)) => "embedded defaults".to_owned(),
+        // The one TOML string merged is the embedded defaults.
+        _ if metadata.name == "TOML source string" => "embedded defaults".to_owned(),
         // Name the variable as the user wrote it: ERSATZ_ and keys split on `__`.
         _ if metadata.name.contains("environment") && !path.is_empty() => {
             let keys: Vec<String> = path
@@ -148,6 +160,8 @@ fn origin<K: AsRef<str>>(metadata: Option<&Metadata>, path: &[K]) -> String {
                 .collect();
             format!("environment variable ERSATZ_{}", keys.join("__"))
         }
+        // Values serialized from code are the flags' (`apply_overrides`).
+        Some(Source::Code(_)) => "command-line flag".to_owned(),
         _ => metadata.name.to_string(),
     }
 }

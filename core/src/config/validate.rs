@@ -23,10 +23,12 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         if config.sources.contains_key(name) {
             return Ok(());
         }
-        let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
         Err(loaded.error(
             key,
-            format!("no source named \"{name}\" (defined: {})", known.join(", ")),
+            format!(
+                "no source named \"{name}\" ({})",
+                defined(config.sources.keys(), "[sources.NAME]")
+            ),
         ))
     };
     for (alias, role) in &config.roles {
@@ -188,17 +190,22 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     match &config.default_role {
         Some(role) if !config.roles.contains_key(role) => {
-            let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
             return Err(loaded.error(
                 "default_role",
-                format!("no role named \"{role}\" (defined: {})", known.join(", ")),
+                format!(
+                    "no role named \"{role}\" ({})",
+                    defined(config.roles.keys(), "[roles.ALIAS]")
+                ),
             ));
         }
         None if config.roles.len() > 1 => {
-            return Err(loaded.error(
-                "default_role",
-                "several roles are defined: name the one to serve first",
-            ));
+            // Unset, default_role has no origin of its own: name where the roles are.
+            let mut error = loaded.error(
+                "roles",
+                "several roles are defined: name the one to serve first with default_role (a top-level key, above the first [table])",
+            );
+            error.key = "default_role".into();
+            return Err(error);
         }
         _ => {}
     }
@@ -305,6 +312,16 @@ fn check_alias(loaded: &Loaded, key: &str, name: &str) -> Result<(), ConfigError
             key,
             format!("{name:?} is not a name: use 1 to 64 letters, digits and + = , . @ _ -"),
         ))
+    }
+}
+
+/// "defined: a, b", or how to define the first one.
+fn defined<'a>(names: impl Iterator<Item = &'a String>, table: &str) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        format!("none is defined: add a {table} table")
+    } else {
+        format!("defined: {}", names.join(", "))
     }
 }
 
