@@ -203,8 +203,12 @@ const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8998";
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Load and check a configuration as `serve` would, without serving.
+    /// Load and check a configuration as `serve` would, without serving
+    /// (and without writing anything).
     Check(ServeArgs),
+    /// Print the merged configuration, one key per line with the layer
+    /// that set it (defaults, file, variable, flag); secrets redacted.
+    Show(ServeArgs),
 }
 
 #[derive(Args)]
@@ -471,6 +475,13 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config(ConfigCommand::Show(args)) => match args.load() {
+            Ok(loaded) => {
+                print!("{}", loaded.show());
+                ExitCode::SUCCESS
+            }
+            Err(error) => config_failure(&error),
+        },
         Command::Config(ConfigCommand::Check(args)) => {
             let checked = args.load().and_then(|loaded| {
                 runtime()
@@ -479,10 +490,14 @@ pub fn main() -> ExitCode {
             });
             match checked {
                 Ok(()) => {
-                    let shown = args
+                    let mut shown = args
                         .config
                         .as_ref()
                         .map_or("embedded defaults".into(), |c| c.display().to_string());
+                    let variables = config::environment_variables();
+                    if !variables.is_empty() {
+                        shown = format!("{shown} with {}", variables.join(", "));
+                    }
                     println!("ersatz: {shown}: configuration is valid");
                     ExitCode::SUCCESS
                 }
@@ -590,8 +605,10 @@ fn init_tracing(filter: &str, format: LogFormat) {
         eprintln!("ersatz: bad log filter {filter:?} ({error}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal, never in a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -52,6 +52,8 @@ pub struct Keys {
     /// The identity key kept in the state directory (used unless
     /// `[identity]` names files).
     state_signing_key: Arc<SigningKey>,
+    /// Whether compiled plugins are kept in the state directory.
+    keeps_state: bool,
 }
 
 impl Keys {
@@ -61,14 +63,17 @@ impl Keys {
         Self {
             sessions: Arc::new(Sessions::load(&dir)),
             state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(dir))),
+            keeps_state: true,
         }
     }
 
-    /// In memory only, for `config check`, which must not write.
+    /// In memory only, and no compiled plugins kept: for `config check`,
+    /// which must not write.
     pub fn ephemeral(loaded: &Loaded) -> Self {
         Self {
             sessions: Arc::new(Sessions::in_memory()),
             state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(state_dir(loaded)))),
+            keeps_state: false,
         }
     }
 
@@ -103,7 +108,7 @@ impl App {
         let plugin_engine = if config.plugins.is_empty() {
             None
         } else {
-            Some(Arc::new(plugin_engine(loaded)?))
+            Some(Arc::new(plugin_engine(loaded, keys.keeps_state)?))
         };
         let spot_instance = config.instance.life_cycle.as_deref() == Some("spot");
         let events = Arc::new(Events::from_config(
@@ -194,7 +199,7 @@ impl App {
             let existing = self.plugin_engine.lock().clone();
             let engine = match existing {
                 Some(engine) => engine,
-                None => Arc::new(plugin_engine(loaded)?),
+                None => Arc::new(plugin_engine(loaded, self.keys.keeps_state)?),
             };
             *self.plugin_engine.lock() = Some(engine.clone());
             Some(engine)
@@ -316,8 +321,9 @@ pub fn identity_keys(loaded: &Loaded) -> KeySource {
     }
 }
 
-fn plugin_engine(loaded: &Loaded) -> Result<PluginEngine, ConfigError> {
-    PluginEngine::new(state_dir(loaded).join("plugins")).map_err(|e| {
+fn plugin_engine(loaded: &Loaded, keeps_state: bool) -> Result<PluginEngine, ConfigError> {
+    let cache = keeps_state.then(|| state_dir(loaded).join("plugins"));
+    PluginEngine::new(cache).map_err(|e| {
         loaded.error(
             "plugins",
             format!("cannot start the WebAssembly engine: {e:#}"),

@@ -102,15 +102,12 @@ pub struct ServerConfig {
     #[serde(default)]
     pub state_dir: PathBuf,
     /// Open connections per listener; more are answered 503 and closed.
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Open connections one client address may hold per listener (at most
     /// `max_connections`), so one client cannot take every slot.
-    #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
     /// How long a client may take to send a request head, and how long an
     /// idle keep-alive connection stays open.
-    #[serde(default = "default_client_timeout")]
     pub client_timeout: HumanDuration,
     /// Also serve finto's `/roles` API on the metadata listener (finto did);
     /// on by default for a `.fintorc`, off for everything else.
@@ -271,6 +268,57 @@ impl Loaded {
         changed
     }
 
+    /// Every value of the merged configuration, one `key = value` line
+    /// each with the layer that set it, secrets redacted (`config show`).
+    pub fn show(&self) -> String {
+        let mut lines = Vec::new();
+        if let Ok(root) = self.figment.extract::<figment::value::Value>() {
+            self.show_value("", &root, &mut lines);
+        }
+        let width = lines.iter().map(|(line, _)| line.len()).max().unwrap_or(0);
+        lines
+            .iter()
+            .map(|(line, origin)| format!("{line:width$}  # {origin}\n"))
+            .collect()
+    }
+
+    fn show_value(
+        &self,
+        key: &str,
+        value: &figment::value::Value,
+        lines: &mut Vec<(String, String)>,
+    ) {
+        use figment::value::Value;
+        let child = |name: &str| {
+            if key.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{key}.{name}")
+            }
+        };
+        match value {
+            Value::Dict(_, dict) => {
+                for (name, value) in dict {
+                    self.show_value(&child(name), value, lines);
+                }
+            }
+            Value::Array(_, items) if items.iter().any(|item| matches!(item, Value::Dict(..))) => {
+                for (index, item) in items.iter().enumerate() {
+                    self.show_value(&child(&index.to_string()), item, lines);
+                }
+            }
+            leaf => {
+                let shown = if secret::is_secret_key(key) {
+                    "\"<redacted>\"".to_owned()
+                } else {
+                    serde_json::to_string(leaf).unwrap_or_default()
+                };
+                let origin = ConfigError::at(&self.figment, key, "").origin;
+                lines.push((format!("{key} = {shown}"), origin));
+            }
+        }
+    }
+
     /// The value at `key` as JSON: figment's own values carry tags that
     /// differ between two loads of the same file.
     fn json_at(&self, key: &str) -> Option<serde_json::Value> {
@@ -322,6 +370,22 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
         }
     };
     Ok(figment)
+}
+
+/// The names of the `ERSATZ_…` variables that are configuration.
+pub fn environment_variables() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            let section = name
+                .strip_prefix("ERSATZ_")
+                .and_then(|rest| rest.split("__").next())
+                .unwrap_or_default();
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// `ERSATZ_…` variables, but those holding secrets (see [`SecretEnv`]).
@@ -389,14 +453,3 @@ impl Config {
 }
 pub use finto::expand_home;
 
-fn default_max_connections() -> usize {
-    1024
-}
-
-fn default_max_connections_per_client() -> usize {
-    256
-}
-
-fn default_client_timeout() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_secs(10))
-}

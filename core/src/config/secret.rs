@@ -127,10 +127,17 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// Overwrites the bytes (keeping the allocation) and empties it.
+    fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl Drop for Secret {
     /// Overwrites the bytes so a freed secret does not linger in memory.
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
+        self.wipe();
     }
 }
 
@@ -161,6 +168,18 @@ mod tests {
         assert_eq!(format!("{secret}"), "\"<redacted>\"");
         assert_eq!(format!("{:?}", Secret::default()), "\"\"");
         assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn wiping_overwrites_every_byte() {
+        let mut secret = Secret::new(String::from("hunter2-and-more"));
+        let (bytes, len) = (secret.0.as_ptr(), secret.0.len());
+        secret.wipe();
+        assert!(secret.is_empty());
+        // SAFETY: zeroize clears a String without freeing its buffer, and
+        // `secret` still owns it here.
+        let kept = unsafe { std::slice::from_raw_parts(bytes, len) };
+        assert!(kept.iter().all(|b| *b == 0), "{kept:?}");
     }
 
     #[test]

@@ -36,11 +36,12 @@ const MAX_SHARDS: usize = 8;
 pub struct PluginEngine {
     /// Identically configured, so one compilation serves them all.
     engines: Vec<Engine>,
-    cache_dir: PathBuf,
+    /// Where compiled plugins are kept; `None` keeps none (`config check`).
+    cache_dir: Option<PathBuf>,
 }
 
 impl PluginEngine {
-    pub fn new(cache_dir: PathBuf) -> wasmtime::Result<Self> {
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
         let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SHARDS));
         let pooling = match Engine::new(&config(true)) {
             Ok(first) => Some(first),
@@ -93,7 +94,10 @@ impl PluginEngine {
         let name = cache_name(self.first(), wasm);
         // A cached compilation is native code that runs in this process: it
         // is loaded only from a directory and file this user alone may write.
-        let cache = StateDir::open(&self.cache_dir);
+        let cache = match &self.cache_dir {
+            Some(dir) => StateDir::open(dir),
+            None => Err(std::io::Error::other("no cache for this run")),
+        };
         if let Ok(dir) = &cache {
             match self.load_cached(dir, &name) {
                 Ok(Some(components)) => {
@@ -109,9 +113,11 @@ impl PluginEngine {
         let compiled = Component::new(self.first(), wasm)?;
         // One serialization feeds both the cache and the other engines.
         let bytes = compiled.serialize()?;
-        let stored = cache.and_then(|dir| dir.lock()?.write(&name, &bytes, true));
-        if let Err(error) = stored {
-            tracing::warn!(dir = %self.cache_dir.display(), %error, "cannot cache the compiled plugin");
+        if let Some(dir) = &self.cache_dir {
+            let stored = cache.and_then(|cache| cache.lock()?.write(&name, &bytes, true));
+            if let Err(error) = stored {
+                tracing::warn!(dir = %dir.display(), %error, "cannot cache the compiled plugin");
+            }
         }
         let mut components = vec![compiled];
         for engine in &self.engines[1..] {
