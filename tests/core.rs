@@ -1005,3 +1005,226 @@ async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
         .stderr()
         .contains("connections refused (server.max_connections reached)"));
 }
+
+// ---- the first hour: messages that name the thing and the fix -------------
+
+#[test]
+fn configuration_messages_name_the_thing_and_the_fix() {
+    // default_role written after a table belongs to that table.
+    assert_config_error(
+        "c.toml",
+        "[sources.s]\ntype = \"chain\"\n[roles.a]\nsource = \"s\"\n[roles.b]\nsource = \"s\"\ndefault_role = \"a\"\n",
+        "roles.b.default_role",
+        "above the first [table]",
+    );
+    // A reference with nothing to refer to says how to define one.
+    assert_config_error(
+        "c.toml",
+        "[roles.r]\nsource = \"nope\"\n",
+        "roles.r.source",
+        "none is defined: add a [sources.NAME] table",
+    );
+    // An unset default_role is blamed on the file that holds the roles.
+    assert_config_error(
+        "c.toml",
+        "[sources.s]\ntype = \"chain\"\n[roles.a]\nsource = \"s\"\n[roles.b]\nsource = \"s\"\n",
+        "default_role",
+        "name the one to serve first with default_role",
+    );
+    // A listen address from the environment, written without the list.
+    let out = ersatz(
+        &["config", "check"],
+        &[("ERSATZ_SERVER__LISTEN", "127.0.0.1:1")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ERSATZ_SERVER__LISTEN='[\"127.0.0.1:16925\"]'"),
+        "{stderr}"
+    );
+    // A relative path says where it was looked for.
+    assert_config_error(
+        "c.toml",
+        "snapshot = \"no-such-snapshot.json\"\n",
+        "snapshot",
+        "taken from the working directory",
+    );
+    // A check that took variables says so.
+    let out = ersatz(&["config", "check"], &[("ERSATZ_IMDS__V1", "disabled")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("embedded defaults with ERSATZ_IMDS__V1"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn client_messages_name_the_thing_and_the_fix() {
+    let server = Ersatz::with_toml(
+        "[sources.posted]\ntype = \"bootstrap\"\n[roles.daemon]\nsource = \"posted\"\n",
+    );
+    let admin = server.admin_url.as_str();
+    let bootstrap = ersatz(
+        &["bootstrap", "--source", "nope", "--admin", admin],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&bootstrap.stderr);
+    assert!(!bootstrap.status.success());
+    assert!(
+        stderr.contains("unknown bootstrap source \"nope\" (bootstrap sources: posted)"),
+        "{stderr}"
+    );
+    let autoscaling = ersatz(
+        &[
+            "event",
+            "autoscaling",
+            "--state",
+            "Terminated",
+            "--admin",
+            admin,
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&autoscaling.stderr);
+    assert!(!autoscaling.status.success());
+    assert!(
+        stderr.contains("409") && stderr.contains("[events.autoscaling]"),
+        "{stderr}"
+    );
+    let event = ersatz(&["event", "rebalance", "--in", "5", "--admin", admin], &[]);
+    let stderr = String::from_utf8_lossy(&event.stderr);
+    assert!(!event.status.success());
+    assert!(stderr.contains("like 5s, 2m or 1h"), "{stderr}");
+    // A snapshot of an IMDS URL as it is usually written works; a deeper
+    // path says which form to use.
+    let base = format!("{}/latest/", server.url);
+    let snapshot = ersatz(&["snapshot", &base], &[]);
+    assert!(
+        snapshot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snapshot.stderr)
+    );
+    let deep = ersatz(&["snapshot", &format!("{base}meta-data/")], &[]);
+    let stderr = String::from_utf8_lossy(&deep.stderr);
+    assert!(
+        stderr.contains(&format!("without a path, like {}", server.url)),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn credential_failures_are_sentences_that_say_where_to_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-credentials");
+    let server = Ersatz::with_toml(&format!(
+        "default_role = \"p\"\n[sources.file]\ntype = \"profile\"\nfile = \"{}\"\n[sources.keys]\ntype = \"static\"\naccess_key_id = \"AKIAEXAMPLE\"\nsecret_access_key = \"x\"\n[roles.p]\nsource = \"file\"\n[roles.sts]\nsource = \"keys\"\narn = \"arn:aws:iam::123456789012:role/x\"\nsts_endpoint = \"http://127.0.0.1:{}\"\n",
+        missing.display(),
+        common::free_port()
+    ));
+    let message = |alias: &'static str| {
+        let server = &server;
+        async move {
+            let document = server
+                .get(&format!(
+                    "/latest/meta-data/iam/security-credentials/{alias}"
+                ))
+                .await
+                .json();
+            assert_ne!(document["Code"], "Success");
+            document["Message"].as_str().unwrap().to_owned()
+        }
+    };
+    let profile = message("p").await;
+    assert!(
+        profile.contains(&missing.display().to_string()) && profile.contains("does not exist"),
+        "{profile}"
+    );
+    let sts = message("sts").await;
+    assert!(
+        sts.contains("cannot reach STS") && sts.contains("sts_endpoint"),
+        "{sts}"
+    );
+    for text in [&profile, &sts] {
+        assert!(
+            !text.contains("{ source") && !text.contains("(Dispatch"),
+            "a debug dump: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_codes() {
+    let server = Ersatz::start();
+    let _ = server.get("/latest/meta-data/instance-id").await;
+    let stderr = server.stderr();
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn config_show_prints_each_value_with_its_layer_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[instance]\ntype = \"m5.large\"\n").unwrap();
+    let out = ersatz(
+        &[
+            "config",
+            "show",
+            "--config",
+            file.to_str().unwrap(),
+            "--port",
+            "17777",
+        ],
+        &[
+            ("ERSATZ_SERVER__ADMIN_TOKEN", "very-secret-token"),
+            ("ERSATZ_IMDS__V1", "disabled"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("instance.type").contains(&file.display().to_string()));
+    assert!(line("imds.v1").contains("ERSATZ_IMDS__V1"));
+    assert!(line("server.listen").contains("17777") && line("server.listen").contains("flag"));
+    assert!(line("server.client_timeout").contains("embedded defaults"));
+    assert!(line("server.admin_token").contains("<redacted>"));
+    assert!(!stdout.contains("very-secret-token"), "{stdout}");
+}
+
+#[test]
+fn config_check_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[plugins]]\nmount = \"/latest/meta-data/public-keys\"\nwasm = \"{}\"\nconfig = {{ keys = [] }}\n",
+            common::wasm("public_keys").display()
+        ),
+    )
+    .unwrap();
+    let out = ersatz(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[("ERSATZ_SERVER__STATE_DIR", state.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!state.exists(), "config check wrote {}", state.display());
+}

@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ersatz::normalise::{normalise, Target, VERSIONS};
@@ -77,6 +78,32 @@ proptest! {
                 prop_assert_eq!(latest, raw.split('/').find(|s| !s.is_empty()) == Some("latest"));
             }
             Target::Unknown => {}
+        }
+    }
+
+    #[test]
+    fn paths_of_known_segments_normalise_to_their_tree_path(
+        version in prop::sample::select([VERSIONS.to_vec(), vec!["latest"]].concat()),
+        segments in prop::collection::vec("[a-z][a-z0-9-]{0,10}", 0..6),
+        slashes in prop::collection::vec(1usize..4, 8),
+        trailing in any::<bool>(),
+    ) {
+        // The other direction of the property above: a path that climbs
+        // nowhere, however it is slashed, is a tree path, never Unknown.
+        let mut raw = format!("{}{version}", "/".repeat(slashes[7]));
+        for (segment, count) in segments.iter().zip(&slashes) {
+            raw.push_str(&"/".repeat(*count));
+            raw.push_str(segment);
+        }
+        if trailing {
+            raw.push('/');
+        }
+        match normalise(&raw) {
+            Target::Tree { latest, path } => {
+                prop_assert_eq!(path.as_ref(), segments.join("/"), "{}", raw);
+                prop_assert_eq!(latest, version == "latest");
+            }
+            _ => prop_assert!(false, "{raw} did not normalise to a tree path"),
         }
     }
 
@@ -262,10 +289,30 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(&name);
         std::fs::write(&file, &contents).unwrap();
-        if let Err(error) = ersatz::config::load(Some(&file), &Default::default()) {
-            let message = error.to_string();
-            prop_assert!(!message.is_empty());
-            prop_assert!(message.contains(&file.display().to_string()) || !error.key.is_empty() || message.contains("ERSATZ_"), "{message}");
+        match ersatz::config::load(Some(&file), &Default::default()) {
+            Err(error) => {
+                let message = error.to_string();
+                prop_assert!(!message.is_empty());
+                prop_assert!(message.contains(&file.display().to_string()) || !error.key.is_empty() || message.contains("ERSATZ_"), "{message}");
+            }
+            // Whatever is accepted holds what serving relies on.
+            Ok(loaded) => {
+                let config = &loaded.config;
+                let server = &config.server;
+                prop_assert!(!server.listen.is_empty());
+                prop_assert!((1..=65_536).contains(&server.max_connections));
+                prop_assert!(server.max_connections_per_client >= 1);
+                let timeout = server.client_timeout.0;
+                prop_assert!(timeout >= Duration::from_millis(100) && timeout <= Duration::from_secs(3600));
+                prop_assert!(config.roles.contains_key(config.initial_role()));
+                for role in config.roles.values() {
+                    prop_assert!(config.sources.contains_key(&role.source));
+                }
+                if let Some(spot) = &config.events.spot {
+                    prop_assert!(spot.after.0 <= ersatz::config::MAX_DURATION);
+                }
+                prop_assert!(loaded.needs_restart(&loaded).is_empty(), "a configuration differs from itself");
+            }
         }
     }
 }
@@ -426,4 +473,79 @@ fn admin_requests_get_a_clear_answer_and_the_server_keeps_answering() {
         })
         .unwrap();
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// Snapshot documents as a tampered or truncated file may hold them: known
+/// and odd paths, any text, any format number.
+fn snapshot_document() -> impl Strategy<Value = String> {
+    let path = prop_oneof![
+        prop::sample::select(vec![
+            "meta-data/instance-id",
+            "meta-data/iam/info",
+            "meta-data/placement/region",
+            "meta-data/network/interfaces/macs/0e:00:00:00:00:01/mac",
+            "dynamic/instance-identity/document",
+            "user-data",
+            "meta-data",
+            "meta-data/",
+            "",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z/.-]{0,24}",
+        any::<String>(),
+    ];
+    let leaves = prop::collection::btree_map(path, any::<String>(), 0..8);
+    prop_oneof![
+        (0u32..3, leaves).prop_map(|(format, leaves)| {
+            serde_json::json!({ "format": format, "source": "fuzz", "leaves": leaves, "listings": leaves, "user_data": null }).to_string()
+        }),
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: config().cases / 4, ..config() })]
+
+    #[test]
+    fn snapshot_documents_replay_or_say_why(document in snapshot_document()) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snapshot.json");
+        std::fs::write(&file, &document).unwrap();
+        match ersatz::snapshot::Snapshot::load(&file) {
+            Ok(snapshot) => {
+                if let Err(reason) = ersatz::provider::static_tree::snapshot_tree(&snapshot) {
+                    prop_assert!(!reason.is_empty());
+                }
+            }
+            Err(reason) => prop_assert!(reason.contains(&file.display().to_string()), "{reason}"),
+        }
+    }
+
+    #[test]
+    fn host_headers_pass_only_when_exactly_an_allowed_host(value in any::<String>(), port in any::<u16>()) {
+        use ersatz::guard::{Guard, Refusal};
+        let guard = Guard::new(&["localhost".to_owned(), "[::1]".to_owned()], &[]);
+        let check = |host: &str| {
+            let request = http::Request::builder().uri("/").header("host", host).body(()).ok()?;
+            Some(guard.check(&request))
+        };
+        // Whatever the header holds, an answer and no panic; and it passes
+        // only when it names an allowed host, with at most a port.
+        if let Some(Ok(())) = check(&value) {
+            let lower = value.to_ascii_lowercase();
+            let host = match lower.rsplit_once(':') {
+                Some((host, port)) if !port.is_empty() && port.parse::<u16>().is_ok() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':') => host,
+                _ => lower.as_str(),
+            };
+            let loopback_v6 = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+                == Some(std::net::Ipv6Addr::LOCALHOST);
+            prop_assert!(host == "localhost" || loopback_v6, "{:?} passed", value);
+        }
+        prop_assert_eq!(check(&format!("localhost:{port}")), Some(Ok(())));
+        prop_assert_eq!(check(&format!("[::1]:{port}")), Some(Ok(())));
+        prop_assert_eq!(check(&format!("evil{port}.example:{port}")), Some(Err(Refusal::HostNotAllowed)));
+    }
 }

@@ -369,6 +369,9 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
     for (change, key) in [
         ("max_connections = 7", "server.max_connections"),
         ("client_timeout = \"3s\"", "server.client_timeout"),
+        // A spot instance needs its events built anew (issue 17: the tree
+        // said spot while `ersatz event spot` answered 409).
+        ("[instance]\nlife_cycle = \"spot\"", "instance.life_cycle"),
     ] {
         write_config(
             &server,
@@ -450,11 +453,7 @@ async fn without_a_writable_state_dir_keys_stay_stable_across_reloads() {
         let reloaded = send(&server.admin_url, Method::POST, "/reload", &[]).await;
         assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text());
         let with_token = server
-            .request(
-                Method::GET,
-                "/latest/meta-data/instance-id",
-                &[("X-aws-ec2-metadata-token", &token)],
-            )
+            .get_with_token("/latest/meta-data/instance-id", &token)
             .await;
         assert_eq!(with_token.status, StatusCode::OK);
         let again = server
@@ -542,65 +541,49 @@ fn config_check_refuses_values_that_would_break_serve() {
 #[test]
 fn serve_reports_configuration_errors_before_binding_anything() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port().to_string();
+    let busy = busy.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ersatz.toml");
-    std::fs::write(&config, "[instance]\nid = \"not-an-instance-id\"\n").unwrap();
-    let out = ersatz(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--port",
-            &port,
-            "--admin-addr",
-            "127.0.0.1:0",
-        ],
-        &[(
-            "ERSATZ_SERVER__STATE_DIR",
-            dir.path().join("state").to_str().unwrap(),
-        )],
+    let state = dir.path().join("state");
+    let serve = |contents: &str, port: &str, admin: &str| {
+        std::fs::write(&config, contents).unwrap();
+        let out = ersatz(
+            &[
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--port",
+                port,
+                "--admin-addr",
+                admin,
+            ],
+            &[("ERSATZ_SERVER__STATE_DIR", state.to_str().unwrap())],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.is_empty(), "announced: {stdout}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A mistake and a busy port: the mistake is reported, exit 2.
+    let (code, stderr) = serve(
+        "[instance]\nid = \"not-an-instance-id\"\n",
+        &busy,
+        "127.0.0.1:0",
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("configuration error") && stderr.contains("instance.id"),
         "{stderr}"
     );
-    assert!(
-        out.stdout.is_empty(),
-        "announced: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-
     // A busy admin port: nothing is announced, and the message says which
     // listener and how to move it.
-    std::fs::write(&config, "").unwrap();
-    let out = ersatz(
-        &[
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--port",
-            "0",
-            "--admin-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &[(
-            "ERSATZ_SERVER__STATE_DIR",
-            dir.path().join("state").to_str().unwrap(),
-        )],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = serve("", "0", &format!("127.0.0.1:{busy}"));
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("admin API") && stderr.contains("--admin-addr"),
         "{stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "announced: {}",
-        String::from_utf8_lossy(&out.stdout)
     );
 }
 
@@ -621,11 +604,7 @@ async fn two_servers_on_a_fresh_state_dir_agree_on_one_token_key() {
         let (a, b) = (a.join().unwrap(), b.join().unwrap());
         let token = a.token().await;
         let on_b = b
-            .request(
-                Method::GET,
-                "/latest/meta-data/instance-id",
-                &[("X-aws-ec2-metadata-token", &token)],
-            )
+            .get_with_token("/latest/meta-data/instance-id", &token)
             .await;
         assert_eq!(
             on_b.status,
@@ -665,11 +644,7 @@ async fn state_files_others_could_write_are_never_trusted() {
         .start();
     let forged = forge(&[7u8; 32]);
     let reply = server
-        .request(
-            Method::GET,
-            "/latest/meta-data/instance-id",
-            &[("X-aws-ec2-metadata-token", &forged)],
-        )
+        .get_with_token("/latest/meta-data/instance-id", &forged)
         .await;
     assert_eq!(
         reply.status,
@@ -710,11 +685,7 @@ async fn state_files_others_could_write_are_never_trusted() {
         .env("ERSATZ_SERVER__STATE_DIR", private.to_str().unwrap())
         .start();
     let reply = server
-        .request(
-            Method::GET,
-            "/latest/meta-data/instance-id",
-            &[("X-aws-ec2-metadata-token", &forged)],
-        )
+        .get_with_token("/latest/meta-data/instance-id", &forged)
         .await;
     assert_eq!(
         reply.status,

@@ -11,12 +11,15 @@ say() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# cloud-init for its EC2 crawler; iptables for `ersatz net` in a namespace;
-# openssl to verify identity signatures as users do.
-if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null || ! command -v iptables >/dev/null || ! command -v openssl >/dev/null; then
-  say "installing Debian's cloud-init, iptables and openssl"
+# cloud-init for its EC2 crawler; iproute2 and iptables for `ersatz net` in
+# network namespaces; openssl to verify identity signatures as users do;
+# util-linux's setpriv to run a command without root.
+if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null || ! command -v iptables >/dev/null \
+  || ! command -v ip >/dev/null || ! command -v openssl >/dev/null || ! command -v setpriv >/dev/null; then
+  say "installing Debian's cloud-init, iproute2, iptables, openssl and util-linux"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends cloud-init iptables openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+    cloud-init iproute2 iptables openssl util-linux >/dev/null
 fi
 
 venv="$root/.venv"

@@ -97,6 +97,12 @@ impl Ersatz {
             .await
     }
 
+    /// A GET carrying `token` as the IMDSv2 token.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::GET, path, &[("X-aws-ec2-metadata-token", token)])
+            .await
+    }
+
     /// A fresh IMDSv2 token.
     pub async fn token(&self) -> String {
         let reply = self
@@ -261,13 +267,37 @@ pub async fn send_from_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
+    exchange(
+        connect_from(source, base).await,
+        base,
+        Method::GET,
+        path,
+        headers,
+        "",
+    )
+    .await
+}
+
+/// A request with any method from another loopback address.
+pub async fn send_from_as(source: &str, base: &str, method: Method, path: &str) -> Reply {
+    exchange(
+        connect_from(source, base).await,
+        base,
+        method,
+        path,
+        &[],
+        "",
+    )
+    .await
+}
+
+async fn connect_from(source: &str, base: &str) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let stream = socket
+    socket
         .connect(base.trim_start_matches("http://").parse().unwrap())
         .await
-        .expect("connect");
-    exchange(stream, base, Method::GET, path, headers, "").await
+        .expect("connect")
 }
 
 async fn exchange(
@@ -430,6 +460,9 @@ impl Drop for Moto {
 pub struct FaultProxy {
     pub url: String,
     assume_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The access key id that signed each AssumeRole call (SigV4's
+    /// `Credential=AKID/…`), in order.
+    signers: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     fault: std::sync::Arc<std::sync::atomic::AtomicU8>,
@@ -455,6 +488,7 @@ impl FaultProxy {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::sync::Arc;
         let assume_calls = Arc::new(AtomicUsize::new(0));
+        let signers = Arc::new(std::sync::Mutex::new(Vec::new()));
         let refused = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
         let fault = Arc::new(std::sync::atomic::AtomicU8::new(Fault::None as u8));
@@ -462,11 +496,12 @@ impl FaultProxy {
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.to_owned();
-        let (calls, is_down, dropped, faulty) = (
+        let (calls, is_down, dropped, faulty, signed) = (
             assume_calls.clone(),
             down.clone(),
             refused.clone(),
             fault.clone(),
+            signers.clone(),
         );
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -485,18 +520,35 @@ impl FaultProxy {
                         drop(stream);
                         continue;
                     }
-                    let (calls, upstream, faulty) =
-                        (calls.clone(), upstream.clone(), faulty.clone());
+                    let (calls, upstream, faulty, signed) = (
+                        calls.clone(),
+                        upstream.clone(),
+                        faulty.clone(),
+                        signed.clone(),
+                    );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(
                             move |request: Request<hyper::body::Incoming>| {
-                                let (calls, upstream, faulty) =
-                                    (calls.clone(), upstream.clone(), faulty.clone());
+                                let (calls, upstream, faulty, signed) = (
+                                    calls.clone(),
+                                    upstream.clone(),
+                                    faulty.clone(),
+                                    signed.clone(),
+                                );
                                 async move {
                                     let (parts, body) = request.into_parts();
                                     let body = body.collect().await?.to_bytes();
                                     if body.windows(17).any(|w| w == b"Action=AssumeRole") {
                                         calls.fetch_add(1, Ordering::SeqCst);
+                                        let signer = parts
+                                            .headers
+                                            .get("authorization")
+                                            .and_then(|v| v.to_str().ok())
+                                            .and_then(|v| v.split("Credential=").nth(1))
+                                            .and_then(|v| v.split('/').next())
+                                            .unwrap_or("(unsigned)")
+                                            .to_owned();
+                                        signed.lock().unwrap().push(signer);
                                     }
                                     match faulty.load(Ordering::SeqCst) {
                                         1 => tokio::time::sleep(Duration::from_secs(60)).await,
@@ -554,6 +606,7 @@ impl FaultProxy {
         FaultProxy {
             url,
             assume_calls,
+            signers,
             refused,
             down,
             fault,
@@ -568,6 +621,11 @@ impl FaultProxy {
     /// Connections dropped while down: each an attempt to reach STS.
     pub fn refused(&self) -> usize {
         self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The access key id that signed each AssumeRole call so far.
+    pub fn assume_signers(&self) -> Vec<String> {
+        self.signers.lock().unwrap().clone()
     }
 
     pub fn assume_calls(&self) -> usize {

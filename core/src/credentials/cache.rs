@@ -281,6 +281,73 @@ mod tests {
         assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
     }
 
+    /// Succeeds once with credentials whose refresh is due at once (`left`
+    /// before expiry, issued twice as long ago), then fails, noting when it
+    /// was called on tokio's clock.
+    struct FailingAfterFirst {
+        left: Duration,
+        calls: parking_lot::Mutex<Vec<tokio::time::Instant>>,
+    }
+
+    #[async_trait]
+    impl CredentialSource for FailingAfterFirst {
+        async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
+            let mut calls = self.calls.lock();
+            calls.push(tokio::time::Instant::now());
+            if calls.len() > 1 {
+                return Err(SourceError("down".into()));
+            }
+            let now = SystemTime::now();
+            Ok(Arc::new(Credentials {
+                access_key_id: "KEY".into(),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+                expiration: Some(now + self.left),
+                issued: now - self.left * 2,
+            }))
+        }
+    }
+
+    /// The pauses between the refresher's calls, in whole seconds, after
+    /// `rounds` of them on a paused clock.
+    async fn retry_gaps(left: Duration, rounds: usize) -> Vec<u64> {
+        let inner = Arc::new(FailingAfterFirst {
+            left,
+            calls: parking_lot::Mutex::new(Vec::new()),
+        });
+        let cache = Cached::new(
+            "t",
+            inner.clone(),
+            RefreshPolicy {
+                margin: Duration::from_secs(365 * 86_400),
+            },
+        );
+        cache.credentials().await.unwrap();
+        while inner.calls.lock().len() < rounds + 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let calls = inner.calls.lock().clone();
+        // From the first failed refresh on: each gap is one pause.
+        calls[1..]
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).as_secs_f64().round() as u64)
+            .take(rounds)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_refreshes_back_off_from_1_s_doubling_to_60_s() {
+        let gaps = retry_gaps(Duration::from_secs(24 * 3600), 9).await;
+        assert_eq!(gaps, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn near_the_expiry_retries_come_at_half_the_time_left() {
+        // 10 s left (the wall clock stands still here): never more than 5 s apart.
+        let gaps = retry_gaps(Duration::from_secs(10), 6).await;
+        assert_eq!(gaps, [1, 2, 4, 5, 5, 5]);
+    }
+
     #[tokio::test]
     async fn refreshes_ahead_and_keeps_the_last_good_on_failure() {
         let inner = counting(Duration::from_millis(1200));

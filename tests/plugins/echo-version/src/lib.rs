@@ -1,8 +1,9 @@
 //! Serves `version` from its config, so one wasm can stand for several
 //! versions of a plugin (e.g. across a config reload), and `nonce`, a
 //! number drawn afresh by every instance, so a test can tell a reused
-//! answer from a new call. Every answer carries the config's `max_age`
-//! (default 0).
+//! answer from a new call. `slow` answers the version after 300 ms, so a
+//! test can reload while requests are inside a call. Every answer carries
+//! the config's `max_age` (default 0).
 
 wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit/v0.2.0" });
 
@@ -36,6 +37,10 @@ impl Guest for EchoVersion {
         let response = match request.path.as_str() {
             "" => Response::Directory(vec!["version".into(), "nonce".into()]),
             "version" => text(version),
+            "slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                text(version)
+            }
             // Seeded from WASI's random source, new in every instance.
             "nonce" => text(
                 std::collections::hash_map::RandomState::new()
