@@ -452,4 +452,3 @@ impl Config {
     }
 }
 pub use finto::expand_home;
-
