@@ -353,15 +353,21 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
             .status
         }
     };
+    let reload = |token: &'static str| {
+        let admin = server.admin_url.clone();
+        async move {
+            send(
+                &admin,
+                Method::POST,
+                "/reload",
+                &[("Authorization", &bearer(token))],
+            )
+            .await
+        }
+    };
     assert_eq!(status("old-token").await, StatusCode::OK);
     write_config(&server, "[server]\nadmin_token = \"new-token\"\n");
-    let reloaded = send(
-        &server.admin_url,
-        Method::POST,
-        "/reload",
-        &[("Authorization", &bearer("old-token"))],
-    )
-    .await;
+    let reloaded = reload("old-token").await;
     assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text());
     assert_eq!(status("old-token").await, StatusCode::UNAUTHORIZED);
     assert_eq!(status("new-token").await, StatusCode::OK);
@@ -377,13 +383,7 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
             &server,
             &format!("[server]\nadmin_token = \"new-token\"\n{change}\n"),
         );
-        let refused = send(
-            &server.admin_url,
-            Method::POST,
-            "/reload",
-            &[("Authorization", &bearer("new-token"))],
-        )
-        .await;
+        let refused = reload("new-token").await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{change}");
         assert!(refused.text().contains(key), "{change}: {}", refused.text());
     }
@@ -391,13 +391,7 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
         &server,
         &format!("{}\n[server]\nadmin_token = \"new-token\"\n", TWO_ROLES),
     );
-    let roles = send(
-        &server.admin_url,
-        Method::POST,
-        "/reload",
-        &[("Authorization", &bearer("new-token"))],
-    )
-    .await;
+    let roles = reload("new-token").await;
     assert_eq!(roles.status, StatusCode::UNPROCESSABLE_ENTITY);
     for key in ["sources", "roles", "default_role"] {
         assert!(roles.text().contains(key), "{key}: {}", roles.text());
@@ -415,13 +409,7 @@ async fn reload_applies_a_new_admin_token_and_refuses_keys_that_need_a_restart()
         &server,
         "[server]\nadmin_token = \"new-token\"\nallowed_hosts = [\"imds.test\"]\n",
     );
-    let hosts = send(
-        &server.admin_url,
-        Method::POST,
-        "/reload",
-        &[("Authorization", &bearer("new-token"))],
-    )
-    .await;
+    let hosts = reload("new-token").await;
     assert_eq!(hosts.status, StatusCode::OK, "{}", hosts.text());
     assert_eq!(status_of(&named(&server.url)), 200);
     // Nothing of a refused reload was applied.

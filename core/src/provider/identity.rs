@@ -227,22 +227,29 @@ impl SigningKey {
         self.key
             .get_or_init(|| async {
                 let source = self.source.clone();
-                // Key generation is CPU work: off the async threads.
-                let loaded = tokio::task::spawn_blocking(move || Self::load_or_make(&source))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|loaded| loaded);
-                match loaded {
-                    Ok(key) => Some(Arc::new(key)),
-                    Err(error) => {
-                        tracing::error!(%error, "identity signatures unavailable");
-                        None
-                    }
-                }
+                let loaded = off_the_async_threads("identity signatures unavailable", move || {
+                    Self::load_or_make(&source)
+                });
+                loaded.await.map(Arc::new)
             })
             .await
             .clone()
     }
+}
+
+/// `work` on a blocking thread: key generation and signing are CPU work.
+/// A failure is logged as `what` and gives `None`.
+async fn off_the_async_threads<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Option<T> {
+    let outcome = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|done| done);
+    outcome
+        .map_err(|error| tracing::error!(%error, "{what}"))
+        .ok()
 }
 
 pub struct IdentityProvider {
@@ -265,17 +272,11 @@ impl IdentityProvider {
             .get_or_init(|| async {
                 let key = self.key.get().await?;
                 let document = self.document.clone();
-                let signed = tokio::task::spawn_blocking(move || key.sign(&document))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|signed| signed.map_err(|e| e.to_string()));
-                match signed {
-                    Ok(signed) => Some(Arc::new(signed)),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot sign the identity document");
-                        None
-                    }
-                }
+                let signed =
+                    off_the_async_threads("cannot sign the identity document", move || {
+                        key.sign(&document).map_err(|e| e.to_string())
+                    });
+                signed.await.map(Arc::new)
             })
             .await
             .clone()
