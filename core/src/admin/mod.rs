@@ -146,17 +146,21 @@ impl Admin {
         }
     }
 
+    /// Whether the active role holds valid credentials (`/status`, `/readyz`).
+    async fn active_role_valid(&self) -> bool {
+        match self.roles.get(&self.roles.active()) {
+            Some(role) => role.is_valid().await,
+            None => false,
+        }
+    }
+
     /// `GET /readyz`: 200 once the active role has valid credentials, else
     /// 503 with the reason.
     async fn readiness(&self) -> Response<Body> {
-        let active = self.roles.active();
-        let ready = match self.roles.get(&active) {
-            Some(role) => role.is_valid().await,
-            None => false,
-        };
-        if ready {
+        if self.active_role_valid().await {
             return json(StatusCode::OK, &serde_json::json!({ "ready": true }));
         }
+        let active = self.roles.active();
         json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({
@@ -319,11 +323,7 @@ impl Handler for Admin {
         let path = request.uri().path().trim_end_matches('/').to_owned();
         match (request.method().clone(), path.as_str()) {
             (Method::GET, "/status") => {
-                let valid = match self.roles.get(&self.roles.active()) {
-                    Some(role) => role.is_valid().await,
-                    None => false,
-                };
-                json(StatusCode::OK, &valid.into())
+                json(StatusCode::OK, &self.active_role_valid().await.into())
             }
             (_, "/status") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
             // Probes: answered once every listener is bound (this one is

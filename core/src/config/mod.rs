@@ -68,7 +68,7 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleConfig>,
     #[serde(default)]
     pub default_role: Option<String>,
-    #[serde(default)]
+    /// Defaulted in `default.toml`, as every server setting is.
     pub credentials: CredentialsConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,

@@ -247,14 +247,6 @@ pub struct CredentialsConfig {
     pub refresh_margin: HumanDuration,
 }
 
-impl Default for CredentialsConfig {
-    fn default() -> Self {
-        Self {
-            refresh_margin: HumanDuration(Duration::from_secs(20 * 60)),
-        }
-    }
-}
-
 /// The longest duration ersatz accepts anywhere (config, admin API, CLI):
 /// a year is longer than any timeline a test or a workstation needs, and
 /// keeps every `now + duration` far from the limits of the clock.

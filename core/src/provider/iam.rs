@@ -82,21 +82,21 @@ impl ClientRoles {
         if self.0.is_empty() {
             return Some(roles.active());
         }
-        self.0
-            .iter()
-            .find(|(cidr, _)| cidr.contains(peer))
-            .map(|(_, role)| role.clone())
+        self.entry_for(peer).map(str::to_owned)
     }
 
     /// Whether `peer` may read `alias` by name: any role without entries,
     /// else only its own.
     pub fn allows(&self, peer: IpAddr, alias: &str) -> bool {
-        self.0.is_empty()
-            || self
-                .0
-                .iter()
-                .find(|(cidr, _)| cidr.contains(peer))
-                .is_some_and(|(_, role)| role == alias)
+        self.0.is_empty() || self.entry_for(peer) == Some(alias)
+    }
+
+    /// The role of the first entry `peer` matches.
+    fn entry_for(&self, peer: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(cidr, _)| cidr.contains(peer))
+            .map(|(_, role)| role.as_str())
     }
 }
 
