@@ -248,14 +248,15 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-    let quiet = matches!(
+    // The client commands: they take --admin, and log only warnings.
+    let client_command = matches!(
         cli.command,
         Command::Exec { .. }
             | Command::Role { .. }
             | Command::Bootstrap { .. }
             | Command::Event { .. }
     );
-    if !quiet {
+    if !client_command {
         if let Some(flag) = client_flag_given(&matches) {
             eprintln!("ersatz: {flag} is for the commands that talk to a running server (role, event, bootstrap, exec); a server's own token is server.admin_token");
             return ExitCode::from(EXIT_CONFIG);
@@ -264,7 +265,7 @@ pub fn main() -> ExitCode {
     let level = cli
         .log_level
         .as_deref()
-        .unwrap_or(if quiet { "warn" } else { "info" });
+        .unwrap_or(if client_command { "warn" } else { "info" });
     init_tracing(level, cli.log_format);
     if !matches!(cli.command, Command::Serve(_) | Command::Exec { .. }) {
         // Rust ignores SIGPIPE, which makes `println!` panic when a reader
