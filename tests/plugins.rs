@@ -274,13 +274,23 @@ async fn traps_loops_and_runaway_allocation_answer_500_and_nothing_else_suffers(
     let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
         .await
         .text();
-    for (name, at_least) in [("traps", 600), ("timeouts", 300), ("calls", 1000)] {
-        let count = metric(
+    let count = |name: &str| {
+        metric(
             &metrics,
             &format!("ersatz_plugin_{name}_total{{plugin=\"misbehave\"}}"),
-        );
-        assert!(count >= at_least, "{name}: {count}");
-    }
+        )
+    };
+    let (traps, timeouts, calls) = (count("traps"), count("timeouts"), count("calls"));
+    // `trap` always traps and `loop` always runs out of time; `alloc` traps
+    // at the memory limit, or meets its deadline first on a busy machine.
+    // Either way, every one of the 1,000 bad calls is counted as one of the two.
+    assert!(traps >= 334, "traps: {traps}");
+    assert!(timeouts >= 333, "timeouts: {timeouts}");
+    assert!(
+        traps + timeouts >= 1000,
+        "traps {traps} + timeouts {timeouts}"
+    );
+    assert!(calls >= 1000, "calls: {calls}");
     let logs = server.stderr();
     assert!(
         logs.contains("plugin call failed") && logs.contains("misbehave"),
