@@ -3,6 +3,8 @@
 //! (aws-config, boto3, cloud-init).
 
 mod common;
+#[path = "core/layers.rs"]
+mod layers;
 
 use std::io::{Read, Write};
 use std::time::Duration;

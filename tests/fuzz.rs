@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ersatz::normalise::{normalise, Target, VERSIONS};
+use ersatz::instance::VERSIONS;
+use ersatz::normalise::{normalise, Target};
 use ersatz::plugin::{resolved, types};
 use ersatz::provider::{Provider, Request, Resolved};
 use ersatz::router::Router;

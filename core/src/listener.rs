@@ -42,17 +42,6 @@ pub trait Handler: Send + Sync + 'static {
 /// Smallest buffer hyper allows; bounds the request head we accept.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// `addr` (an IP, `localhost`, or a bracketed IPv6) and `port` as one address.
-pub fn socket_addr(addr: &str, port: u16) -> Result<SocketAddr, String> {
-    let host = addr.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    host.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, port))
-        .map_err(|_| format!("\"{addr}\" is not an IP address"))
-}
-
 /// Binds `addr`, or says which listener could not and where to move it:
 /// `what` names the listener and its setting.
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {

@@ -9,20 +9,18 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
-use crate::admin::{Access, Admin, EcsInfo};
-use crate::config::{self, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
-use crate::credentials::build::{build_sources, DEFAULT_DURATION};
-use crate::credentials::roles::RoleSpec;
-use crate::credentials::{AssumeParams, RefreshPolicy, Roles};
+use crate::admin::{Access, Admin, EcsInfo, Reload};
+use crate::config::{self, mount_path, Cidr, ConfigError, Loaded, Overrides, SourceConfig};
+use crate::credentials::{self, CredentialSource, Roles};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::listener::{self, Handler};
-use crate::plugin::{Plugin, PluginEngine, PluginSpec, WasmProvider};
+use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
 use crate::provider::events::{
     Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
 };
-use crate::provider::iam::{self, Cidr, ClientRoles, IamProvider};
+use crate::provider::iam::{self, ClientRoles, IamProvider};
 use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
 use crate::provider::Provider;
@@ -128,35 +126,17 @@ impl App {
                 }
             }
         }
-        let policy = RefreshPolicy {
-            margin: config.credentials.refresh_margin.0,
+        let plugin_source = |name: &str| -> Arc<dyn CredentialSource> {
+            let plugin = metadata
+                .plugins
+                .iter()
+                .find(|(_, p)| p.name == name)
+                .map(|(_, p)| p.clone())
+                .expect("the configuration checked the plugin exists");
+            Arc::new(PluginSource { plugin })
         };
-        let sources = build_sources(config, policy, &metadata.plugins);
-        let specs = config
-            .roles
-            .iter()
-            .map(|(alias, role)| RoleSpec {
-                alias: alias.clone(),
-                source: role.source.clone(),
-                assume: role.arn.as_ref().map(|arn| AssumeParams {
-                    arn: arn.clone(),
-                    session_name: role
-                        .session_name
-                        .clone()
-                        .unwrap_or_else(|| format!("ersatz-{alias}")),
-                    duration: role.duration.map_or(DEFAULT_DURATION, |d| d.0),
-                    external_id: role.external_id.clone(),
-                    region: role.region.clone(),
-                    sts_endpoint: role.sts_endpoint.clone(),
-                }),
-            })
-            .collect();
-        let roles = Arc::new(Roles::new(
-            sources.all,
-            specs,
-            config.initial_role(),
-            policy,
-        ));
+        let credentials = credentials::build::build(config, &plugin_source);
+        let roles = credentials.roles;
         let ecs_tokens = Arc::new(ContainerTokens::new());
         let shared = Shared {
             roles: roles.clone(),
@@ -172,7 +152,7 @@ impl App {
         };
         let admin = Admin::new(
             roles.clone(),
-            sources.bootstraps,
+            credentials.bootstraps,
             events.clone(),
             ecs,
             admin_access.clone(),
@@ -238,13 +218,13 @@ pub struct Reloader {
     running: tokio::sync::Mutex<Loaded>,
 }
 
-impl Reloader {
-    /// The metadata service serving now.
-    pub fn current(&self) -> Arc<Imds> {
-        self.current.load_full()
+#[async_trait::async_trait]
+impl Reload for Reloader {
+    fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.current.load().plugins.clone()
     }
 
-    pub async fn reload(&self) -> Result<(), String> {
+    async fn reload(&self) -> Result<(), String> {
         let mut running = self.running.lock().await;
         let outcome = async {
             let loaded = config::load(self.file.as_deref(), &self.overrides)

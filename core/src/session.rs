@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use http::HeaderName;
 use sha2::Sha256;
 
-use crate::admin::constant_time_eq;
+use crate::secret::constant_time_eq;
 use crate::state::StateDir;
 
 // Header names as constants: a `&str` name is parsed again on every use.
@@ -169,11 +169,7 @@ impl ContainerTokens {
         let mut mac = self.keyed.clone();
         mac.update(b"ecs/");
         mac.update(alias.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex::hex(&mac.finalize().into_bytes())
     }
 
     /// Whether `presented` is `alias`'s token (compared in constant time).

@@ -239,7 +239,7 @@ fn annotate(path: &Path, error: io::Error) -> io::Error {
 fn random_suffix() -> String {
     let mut bytes = [0u8; 8];
     getrandom::getrandom(&mut bytes).expect("the OS random generator is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&bytes)
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{json, json_error};
-use crate::config::Secret;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
+use crate::secret::Secret;
 
 /// How long the answer waits for the active role to be assumed.
 const ASSUME_WAIT: Duration = Duration::from_secs(20);

@@ -37,9 +37,9 @@ use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
 use crate::guard::{Guard, Refusal};
 use crate::listener::Handler;
-use crate::plugin::PluginStats;
+use crate::plugin::{Plugin, PluginStats};
 use crate::provider::events::Events;
-use crate::server::Reloader;
+use crate::secret::constant_time_eq;
 use crate::session::ContainerTokens;
 use roles::RoleApi;
 
@@ -54,7 +54,7 @@ pub struct Admin {
     ecs: EcsInfo,
     /// Replaced whole by a reload, so a new token or host list applies at once.
     access: Arc<ArcSwap<Access>>,
-    reloader: Option<Arc<Reloader>>,
+    reloader: Option<Arc<dyn Reload>>,
     /// `server.client_timeout`, for request bodies.
     client_timeout: Duration,
 }
@@ -197,10 +197,20 @@ impl Admin {
     }
 
     /// Enables `POST /reload`.
-    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+    pub fn with_reloader(mut self, reloader: Arc<dyn Reload>) -> Self {
         self.reloader = Some(reloader);
         self
     }
+}
+
+/// What `POST /reload` reaches: the server, a layer above, which knows how
+/// to rebuild the metadata service.
+#[async_trait::async_trait]
+pub trait Reload: Send + Sync {
+    /// Applies the configuration as it is now, or changes nothing and says why.
+    async fn reload(&self) -> Result<(), String>;
+    /// The plugins serving now, for their metrics.
+    fn plugins(&self) -> Vec<Arc<Plugin>>;
 }
 
 impl Admin {
@@ -222,7 +232,7 @@ impl Admin {
         let plugins = self
             .reloader
             .as_ref()
-            .map(|r| r.current().plugins.clone())
+            .map(|r| r.plugins())
             .unwrap_or_default();
         type Counter = fn(&PluginStats) -> &AtomicU64;
         let counters: [(&str, &str, Counter); 5] = [
@@ -257,10 +267,6 @@ impl Admin {
         }
         crate::metrics::METRICS.render(&extra)
     }
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// JSON the way finto wrote it: `application/json; charset=UTF-8`, one line,

@@ -3,6 +3,7 @@
 //! Every error names where the bad value came from (file or variable), the
 //! key, and the reason; see [`ConfigError`].
 
+mod cidr;
 mod error;
 mod finto;
 mod sections;
@@ -11,21 +12,26 @@ pub use finto::FINTO_SOURCE;
 mod secret;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Json, Serialized, Toml, Yaml};
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::secret::Secret;
+pub use cidr::Cidr;
 pub use error::ConfigError;
-pub use secret::Secret;
 use secret::SecretEnv;
 pub use sections::*;
 pub use validate::mount_path;
 use validate::validate;
 
 use crate::instance::InstanceConfig;
+
+/// The largest memory any plugin may be given (`limits.memory`); the
+/// plugin engine sizes its pool slots by it.
+pub const MAX_PLUGIN_MEMORY: usize = 256 << 20;
 
 /// The embedded default configuration (`ersatz serve` with no `--config`).
 pub const DEFAULTS: &str = include_str!("default.toml");
@@ -200,6 +206,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub log: Option<PathBuf>,
     pub admin_addr: Option<SocketAddr>,
+    /// `--snapshot FILE`: the `snapshot` key.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// finto's defaults for `--addr` and `--port`.
@@ -360,6 +368,12 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
         .map(str::to_ascii_lowercase);
     let figment = match extension.as_deref() {
         Some("toml") => Figment::from(Toml::file_exact(file)),
+        Some("json") if is_snapshot(file) => {
+            return Err(ConfigError::file(
+                &shown,
+                "this is an `ersatz snapshot` document, not a configuration: replay it with `ersatz serve --snapshot FILE` (or `snapshot = \"FILE\"` in a configuration)",
+            ))
+        }
         Some("json") => Figment::from(Json::file_exact(file)),
         Some("yaml" | "yml") => Figment::from(Yaml::file_exact(file)),
         _ => {
@@ -370,6 +384,17 @@ fn file_provider(file: &Path) -> Result<Figment, ConfigError> {
         }
     };
     Ok(figment)
+}
+
+/// Whether `file` is a snapshot document (its own keys), which users give to
+/// `--config` by mistake. Unreadable or not JSON: not a snapshot; the
+/// configuration loader reports that.
+fn is_snapshot(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|value| value.get("leaves").is_some() && value.get("listings").is_some())
 }
 
 /// The names of the `ERSATZ_…` variables that are configuration.
@@ -401,8 +426,8 @@ fn apply_overrides(mut figment: Figment, overrides: &Overrides) -> Result<Figmen
     if overrides.addr.is_some() || overrides.port.is_some() {
         let addr = overrides.addr.as_deref().unwrap_or(DEFAULT_ADDR);
         let port = overrides.port.unwrap_or(DEFAULT_PORT);
-        let listen = crate::listener::socket_addr(addr, port)
-            .map_err(|reason| ConfigError::flag("--addr", reason))?;
+        let listen =
+            socket_addr(addr, port).map_err(|reason| ConfigError::flag("--addr", reason))?;
         figment = figment.merge(Serialized::global("server.listen", vec![listen]));
     }
     if let Some(log) = &overrides.log {
@@ -410,6 +435,9 @@ fn apply_overrides(mut figment: Figment, overrides: &Overrides) -> Result<Figmen
     }
     if let Some(admin) = overrides.admin_addr {
         figment = figment.merge(Serialized::global("server.admin_listen", admin));
+    }
+    if let Some(snapshot) = &overrides.snapshot {
+        figment = figment.merge(Serialized::global("snapshot", snapshot));
     }
     Ok(figment)
 }
@@ -452,3 +480,14 @@ impl Config {
     }
 }
 pub use finto::expand_home;
+
+/// `addr` (an IP, `localhost`, or a bracketed IPv6) and `port` as one address.
+fn socket_addr(addr: &str, port: u16) -> Result<SocketAddr, String> {
+    let host = addr.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    host.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, port))
+        .map_err(|_| format!("\"{addr}\" is not an IP address"))
+}

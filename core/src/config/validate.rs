@@ -83,7 +83,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         ));
     }
     for (i, client) in config.clients.iter().enumerate() {
-        crate::provider::iam::Cidr::parse(&client.cidr)
+        super::Cidr::parse(&client.cidr)
             .map_err(|reason| loaded.error(&format!("clients.{i}.cidr"), reason))?;
         if !config.roles.contains_key(&client.role) {
             return Err(loaded.error(
@@ -168,7 +168,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 "must be more than 0 and at most 10s",
             ));
         }
-        if limits.memory.0 < (1 << 20) || limits.memory.0 > crate::plugin::MAX_PLUGIN_MEMORY {
+        if limits.memory.0 < (1 << 20) || limits.memory.0 > super::MAX_PLUGIN_MEMORY {
             return Err(loaded.error(
                 &format!("plugins.{i}.limits.memory"),
                 "must be between 1MiB and 256MiB",
@@ -358,7 +358,7 @@ pub fn mount_path(mount: &str) -> Result<String, String> {
     let mut segments: Vec<&str> = mount.split('/').filter(|s| !s.is_empty()).collect();
     if segments
         .first()
-        .is_some_and(|first| crate::normalise::VERSIONS.contains(first))
+        .is_some_and(|first| crate::instance::VERSIONS.contains(first))
     {
         segments.remove(0);
     }

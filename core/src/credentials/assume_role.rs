@@ -13,8 +13,8 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::OnceCell;
 
 use super::{sentence, CredentialSource, Credentials, SourceError};
-use crate::config::Secret;
 use crate::metrics::METRICS;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct AssumeParams {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{CredentialSource, Credentials, SourceError};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Source credentials posted at run time (`POST /bootstrap/creds`), held in
 /// memory only: never written to disk, gone with the process.

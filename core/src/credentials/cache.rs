@@ -221,7 +221,7 @@ impl CredentialSource for Cached {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     /// Counts calls and fails while `failing` is set.
     struct Counting {

@@ -25,7 +25,7 @@ pub use roles::{Binding, Role, Roles};
 pub use sdk::SdkSource;
 pub use static_source::StaticSource;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 #[derive(Clone)]
 pub struct Credentials {

@@ -17,7 +17,8 @@ use aws_runtime::env_config::file::{
 };
 
 use super::{sentence, CredentialSource, Credentials, SourceError};
-use crate::config::{expand_home, Secret};
+use crate::config::expand_home;
+use crate::secret::Secret;
 
 pub struct SdkSource {
     looks_in: LooksIn,

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{CredentialSource, Credentials, SourceError};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Keys written in the configuration.
 pub struct StaticSource {

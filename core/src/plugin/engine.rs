@@ -25,8 +25,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Plugin calls that may run at once with the pooling allocator.
 const POOL_INSTANCES: u32 = 256;
-/// The largest memory any plugin may be given (`limits.memory`).
-pub const MAX_PLUGIN_MEMORY: usize = 256 << 20;
 /// Bytes of a pooled memory or table reset in place (only the pages a call
 /// dirtied, which PAGEMAP_SCAN finds) instead of returned to the kernel:
 /// unmapping costs a TLB shootdown across every core on every call (plugin
@@ -158,7 +156,7 @@ fn cache_name(engine: &Engine, wasm: &[u8]) -> String {
     let mut compatibility = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compatibility);
     hash.update(std::hash::Hasher::finish(&compatibility).to_le_bytes());
-    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest = crate::hex::hex(&hash.finalize());
     format!("{digest}.cwasm")
 }
 
@@ -183,7 +181,7 @@ fn config(pooling: bool) -> Config {
             .total_core_instances(POOL_INSTANCES * 4)
             .total_memories(POOL_INSTANCES)
             .total_tables(POOL_INSTANCES * 2)
-            .max_memory_size(MAX_PLUGIN_MEMORY);
+            .max_memory_size(crate::config::MAX_PLUGIN_MEMORY);
         // Without PAGEMAP_SCAN (Linux < 6.7) keeping memory resident means a
         // memset of all of it per call, worse than unmapping.
         if PoolingAllocationConfig::is_pagemap_scan_available() {

@@ -20,19 +20,15 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::provider::Lookup;
 /// The newest contract's types, which the host works in.
 pub use bindings::v0_2::types;
 use bindings::{v0_1, v0_2};
 pub use bindings::{WIT_PACKAGE, WIT_VERSIONS};
 use contract::Contract;
-pub use engine::{PluginEngine, MAX_PLUGIN_MEMORY};
+pub use engine::PluginEngine;
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
-
-/// Read-only access to the built-in tree (`host.lookup`).
-pub trait Lookup: Send + Sync {
-    fn text(&self, path: &str) -> Option<String>;
-}
 
 /// What `[[plugins]]` says about one plugin.
 pub struct PluginSpec {

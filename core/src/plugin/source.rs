@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::Plugin;
-use crate::config::Secret;
 use crate::credentials::{CredentialSource, Credentials, SourceError};
+use crate::secret::Secret;
 use crate::timefmt;
 
 pub struct PluginSource {

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use super::{Provider, Request, Resolved};
 use crate::awsjson;
 use crate::config::{EventsConfig, SpotAction};
+use crate::hex::hex;
 use crate::timefmt::{self, iso_seconds};
 
 pub const SPOT_MOUNT: &str = "meta-data/spot";
@@ -251,8 +252,8 @@ fn event_id(index: usize, m: &Maintenance) -> String {
     hash.update(index.to_le_bytes());
     hash.update(m.code.as_bytes());
     hash.update(iso_seconds(m.not_before).as_bytes());
-    let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("instance-event-{}", &hex[..17])
+    let digest = hex(&hash.finalize());
+    format!("instance-event-{}", &digest[..17])
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ impl Resolved {
     }
 }
 
+/// Read-only access to the built tree, for what answers on top of it (a
+/// plugin's `host.lookup`) without knowing how it is built.
+pub trait Lookup: Send + Sync {
+    fn text(&self, path: &str) -> Option<String>;
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     async fn resolve(&self, request: &Request<'_>) -> Resolved;

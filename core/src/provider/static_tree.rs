@@ -39,7 +39,7 @@ impl Provider for StaticTree {
     }
 }
 
-impl crate::plugin::Lookup for StaticTree {
+impl super::Lookup for StaticTree {
     fn text(&self, path: &str) -> Option<String> {
         match self.nodes.get(path)? {
             Node::Leaf { body, .. } | Node::Dir(body) => {

@@ -9,6 +9,41 @@
 
 use std::process::Command;
 
+use clap::{Args, Subcommand};
+
+use super::Failure;
+
+#[derive(Args)]
+pub struct Net {
+    #[command(subcommand)]
+    command: NetCommand,
+    /// Leave IPv6 alone.
+    #[arg(long, global = true)]
+    no_ipv6: bool,
+}
+
+#[derive(Subcommand)]
+enum NetCommand {
+    /// Add the addresses and guard rules (root).
+    Setup,
+    /// Remove exactly what setup adds (root).
+    Teardown,
+    /// Print the commands setup and teardown run.
+    Print,
+}
+
+impl Net {
+    pub fn run(self) -> Result<(), Failure> {
+        let ipv6 = !self.no_ipv6;
+        match self.command {
+            NetCommand::Setup => setup(ipv6)?,
+            NetCommand::Teardown => teardown(ipv6)?,
+            NetCommand::Print => print(ipv6),
+        }
+        Ok(())
+    }
+}
+
 const IPV4: &str = "169.254.169.254/32";
 const IPV6: &str = "fd00:ec2::254/128";
 
@@ -76,7 +111,7 @@ fn run(command: &[&str]) -> Result<(), String> {
     }
 }
 
-pub fn print(ipv6: bool) {
+fn print(ipv6: bool) {
     println!("# setup");
     for change in changes(ipv6) {
         println!("{}", shown(&change.add));
@@ -97,7 +132,7 @@ fn require_root() -> Result<(), String> {
     }
 }
 
-pub fn setup(ipv6: bool) -> Result<(), String> {
+fn setup(ipv6: bool) -> Result<(), String> {
     require_root()?;
     for change in changes(ipv6) {
         if in_place(&change.check)? {
@@ -110,7 +145,7 @@ pub fn setup(ipv6: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn teardown(ipv6: bool) -> Result<(), String> {
+fn teardown(ipv6: bool) -> Result<(), String> {
     require_root()?;
     for change in changes(ipv6).iter().rev() {
         if in_place(&change.check)? {
