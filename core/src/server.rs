@@ -10,20 +10,18 @@ use tokio::sync::watch;
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
 use crate::admin::{Access, Admin, EcsInfo, Reload};
-use crate::config::{self, mount_path, Cidr, ConfigError, Loaded, Overrides, SourceConfig};
+use crate::config::{self, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
 use crate::credentials::{self, CredentialSource, Roles};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::listener::{self, Handler};
 use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
-use crate::provider::events::{
-    Events, EventsProvider, View, AUTOSCALING_MOUNT, EVENTS_MOUNT, SPOT_MOUNT,
-};
+use crate::provider::events::Events;
 use crate::provider::iam::{self, ClientRoles, IamProvider};
 use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
-use crate::provider::Provider;
+use crate::provider::{self, Provider};
 use crate::router::Router;
 use crate::session::{ContainerTokens, Sessions};
 use crate::snapshot::Snapshot;
@@ -93,8 +91,8 @@ struct Metadata {
     instance: Instance,
     identity_document: String,
     plugins: Vec<(Option<String>, Arc<Plugin>)>,
-    /// None when replaying a snapshot.
-    events: Option<Arc<Events>>,
+    /// Empty when replaying a snapshot.
+    event_mounts: Vec<(String, Arc<dyn Provider>)>,
 }
 
 impl App {
@@ -195,6 +193,10 @@ impl App {
     }
 }
 
+/// Loads the configuration again for a reload: the same file and flags (or,
+/// for an embedded server, the same layers) read afresh.
+pub type Loader = Box<dyn Fn() -> Result<Loaded, ConfigError> + Send + Sync>;
+
 /// What every version of the metadata service shares with the next.
 struct Shared {
     roles: Arc<Roles>,
@@ -209,8 +211,8 @@ struct Shared {
 /// restart can apply, changes nothing.
 pub struct Reloader {
     app: Arc<App>,
-    file: Option<std::path::PathBuf>,
-    overrides: Overrides,
+    /// Loads the configuration again, from wherever it came from.
+    load: Loader,
     current: Arc<ArcSwap<Imds>>,
     /// The configuration serving now, to tell what a reload would change.
     /// Held for a whole reload, so that a SIGHUP and a `POST /reload` at
@@ -227,8 +229,7 @@ impl Reload for Reloader {
     async fn reload(&self) -> Result<(), String> {
         let mut running = self.running.lock().await;
         let outcome = async {
-            let loaded = config::load(self.file.as_deref(), &self.overrides)
-                .map_err(|error| error.to_string())?;
+            let loaded = (self.load)().map_err(|error| error.to_string())?;
             let needs_restart = running.needs_restart(&loaded);
             if !needs_restart.is_empty() {
                 return Err(format!(
@@ -343,9 +344,12 @@ fn build_metadata(
     tree.mount(iam::MOUNT);
     tree.mount(identity::MOUNT);
     // A replayed snapshot serves the events it captured, as captured.
-    let events = (config.snapshot.is_none()).then(|| events.clone());
-    for (mount, _) in events.iter().flat_map(|e| event_views(e)) {
-        tree.mount(mount);
+    let event_mounts = match config.snapshot {
+        Some(_) => Vec::new(),
+        None => provider::events::mounts(events),
+    };
+    for (mount, _) in &event_mounts {
+        tree.mount(mount.clone());
     }
     let mut mounts = Vec::new();
     for (i, plugin) in config.plugins.iter().enumerate() {
@@ -389,21 +393,8 @@ fn build_metadata(
         instance,
         identity_document,
         plugins,
-        events,
+        event_mounts,
     })
-}
-
-/// The event mounts this instance has: `events/` always, `spot/` and
-/// `autoscaling/` when it is a spot instance or in an Auto Scaling group.
-fn event_views(events: &Events) -> Vec<(&'static str, View)> {
-    let mut views = vec![(EVENTS_MOUNT, View::Events)];
-    if events.spot_enabled {
-        views.push((SPOT_MOUNT, View::Spot));
-    }
-    if events.autoscaling_enabled {
-        views.push((AUTOSCALING_MOUNT, View::Autoscaling));
-    }
-    views
 }
 
 async fn build_imds(
@@ -412,13 +403,8 @@ async fn build_imds(
     shared: Shared,
 ) -> Result<Imds, ConfigError> {
     let config = &loaded.config;
-    let mut clients = Vec::new();
-    for (i, client) in config.clients.iter().enumerate() {
-        let cidr = Cidr::parse(&client.cidr)
-            .map_err(|reason| loaded.error(&format!("clients.{i}.cidr"), reason))?;
-        clients.push((cidr, client.role.clone()));
-    }
-    let clients = ClientRoles::new(clients);
+    let clients = ClientRoles::from_config(&config.clients)
+        .map_err(|(key, reason)| loaded.error(&key, reason))?;
     let roles = shared.roles;
     let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(
         roles.clone(),
@@ -431,15 +417,7 @@ async fn build_imds(
         (iam::MOUNT.to_owned(), iam),
         (identity::MOUNT.to_owned(), Arc::new(identity)),
     ];
-    if let Some(events) = &metadata.events {
-        for (mount, view) in event_views(events) {
-            let provider = EventsProvider {
-                events: events.clone(),
-                view,
-            };
-            mounts.push((mount.to_owned(), Arc::new(provider)));
-        }
-    }
+    mounts.extend(metadata.event_mounts);
     let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
     for (mount, plugin) in metadata.plugins {
         if let Some(mount) = mount {
@@ -479,43 +457,47 @@ async fn build_imds(
     })
 }
 
-/// Binds every listener, and only then announces them on stdout; serves
-/// until SIGINT or SIGTERM, then drains in-flight requests. `app` and
+/// A server that is bound and serving, until [`Running::stop`].
+pub struct Running {
+    /// `http://ADDR:PORT` of each metadata listener, in `server.listen` order.
+    pub metadata_urls: Vec<String>,
+    /// `http://ADDR:PORT` of the admin API.
+    pub admin_url: String,
+    pub reloader: Arc<Reloader>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    connections: Arc<GracefulShutdown>,
+}
+
+/// Binds every listener and serves on them in the background. `app` and
 /// `admin` come from [`App::build`], so every configuration mistake has
 /// been reported before anything is bound.
-pub async fn run(
+pub async fn start(
     loaded: Loaded,
     (app, admin): (App, Admin),
-    file: Option<std::path::PathBuf>,
-    overrides: Overrides,
-) -> Result<(), Box<dyn std::error::Error>> {
+    load: Loader,
+) -> Result<Running, String> {
     let server = loaded.config.server.clone();
     let mut metadata = Vec::new();
     for addr in &server.listen {
-        metadata.push(
-            listener::bind(
-                *addr,
-                "the metadata listener (server.listen, or --addr and --port)",
-            )
-            .await?,
-        );
+        let what = "the metadata listener (server.listen, or --addr and --port)";
+        metadata.push(listener::bind(*addr, what).await?);
     }
-    let admin_listener = listener::bind(
-        server.admin_listen,
-        "the admin API (server.admin_listen, or --admin-addr)",
-    )
-    .await?;
-    let urls = metadata
-        .iter()
-        .map(|l| l.local_addr().map(|a| format!("http://{a}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let admin = admin.with_ecs_urls(urls.clone());
+    let what = "the admin API (server.admin_listen, or --admin-addr)";
+    let admin_listener = listener::bind(server.admin_listen, what).await?;
+    let url_of = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map(|a| format!("http://{a}"))
+            .map_err(|e| format!("a bound listener has no address: {e}"))
+    };
+    let metadata_urls = metadata.iter().map(url_of).collect::<Result<Vec<_>, _>>()?;
+    let admin_url = url_of(&admin_listener)?;
+    let admin = admin.with_ecs_urls(metadata_urls.clone());
     app.roles.prefetch_active();
     let current = Arc::new(ArcSwap::new(app.imds.clone()));
     let reloader = Arc::new(Reloader {
         app: Arc::new(app),
-        file,
-        overrides,
+        load,
         current: current.clone(),
         running: tokio::sync::Mutex::new(loaded),
     });
@@ -523,46 +505,74 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let connections = Arc::new(GracefulShutdown::new());
     let limits = listener::Limits::of(&server);
-    for url in &urls {
-        announce(&format!("ersatz: metadata on {url}"));
-    }
-    announce(&format!(
-        "ersatz: admin on http://{}",
-        admin_listener.local_addr()?
-    ));
     let mut tasks = Vec::new();
     for bound in metadata {
-        tasks.push(tokio::spawn(listener::serve(
+        let serve = listener::serve(
             bound,
             current.clone(),
             stopped.clone(),
             connections.clone(),
             limits,
-        )));
+        );
+        tasks.push(tokio::spawn(serve));
     }
-    tasks.push(tokio::spawn(listener::serve(
-        admin_listener,
-        admin,
-        stopped.clone(),
-        connections.clone(),
-        limits,
-    )));
-    tracing::info!("ready");
+    let serve = listener::serve(admin_listener, admin, stopped, connections.clone(), limits);
+    tasks.push(tokio::spawn(serve));
+    Ok(Running {
+        metadata_urls,
+        admin_url,
+        reloader,
+        stop,
+        tasks,
+        connections,
+    })
+}
 
-    wait_for_stop_signal(&reloader).await;
+impl Running {
+    /// Stops accepting, then gives requests in flight [`DRAIN_DEADLINE`] to
+    /// finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // Every listener task has ended, so this is the last reference.
+        let Ok(connections) = Arc::try_unwrap(self.connections) else {
+            tracing::warn!("a listener still holds the connection tracker");
+            return;
+        };
+        if tokio::time::timeout(DRAIN_DEADLINE, connections.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish in time");
+        }
+    }
+}
+
+/// `ersatz serve`: binds, announces the listeners on stdout, serves until
+/// SIGINT or SIGTERM (reloading on SIGHUP), then drains.
+pub async fn run(
+    loaded: Loaded,
+    built: (App, Admin),
+    file: Option<std::path::PathBuf>,
+    overrides: Overrides,
+) -> Result<(), String> {
+    // Before anything is announced: a SIGTERM sent by whoever read the
+    // announcement must find the handler in place, not kill the process.
+    let mut signals = Signals::install()?;
+    let load: Loader = Box::new(move || config::load(file.as_deref(), &overrides));
+    let running = start(loaded, built, load).await?;
+    // Logged before the announcement, so that a reader of stdout knows the
+    // log already says so.
+    tracing::info!("ready");
+    for url in &running.metadata_urls {
+        announce(&format!("ersatz: metadata on {url}"));
+    }
+    announce(&format!("ersatz: admin on {}", running.admin_url));
+    signals.wait_for_stop(&running.reloader).await;
     tracing::info!("stopping: finishing in-flight requests");
-    let _ = stop.send(true);
-    for task in tasks {
-        let _ = task.await;
-    }
-    let connections = Arc::try_unwrap(connections)
-        .map_err(|_| "a listener still holds the connection tracker")?;
-    if tokio::time::timeout(DRAIN_DEADLINE, connections.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not finish in time");
-    }
+    running.stop().await;
     Ok(())
 }
 
@@ -575,17 +585,35 @@ fn announce(line: &str) {
     let _ = stdout.flush();
 }
 
-/// Waits for SIGINT or SIGTERM, reloading on every SIGHUP meanwhile.
-async fn wait_for_stop_signal(reloader: &Reloader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = terminate.recv() => return,
-            _ = hangup.recv() => {
-                let _ = reloader.reload().await;
+/// The signals `serve` answers to.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| format!("cannot handle {name}: {e}"))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+            hangup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM, reloading on every SIGHUP meanwhile.
+    async fn wait_for_stop(&mut self, reloader: &Reloader) {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return,
+                _ = self.terminate.recv() => return,
+                _ = self.hangup.recv() => {
+                    let _ = reloader.reload().await;
+                }
             }
         }
     }

@@ -65,6 +65,6 @@ impl Serve {
         let (file, overrides) = (self.config.config.clone(), self.config.overrides());
         runtime
             .block_on(server::run(loaded, app, file, overrides))
-            .map_err(|error| Failure::Failed(error.to_string()))
+            .map_err(Failure::Failed)
     }
 }

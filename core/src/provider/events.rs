@@ -22,9 +22,9 @@ use crate::config::{EventsConfig, SpotAction};
 use crate::hex::hex;
 use crate::timefmt::{self, iso_seconds};
 
-pub const SPOT_MOUNT: &str = "meta-data/spot";
-pub const EVENTS_MOUNT: &str = "meta-data/events";
-pub const AUTOSCALING_MOUNT: &str = "meta-data/autoscaling";
+const SPOT_MOUNT: &str = "meta-data/spot";
+const EVENTS_MOUNT: &str = "meta-data/events";
+const AUTOSCALING_MOUNT: &str = "meta-data/autoscaling";
 
 #[derive(Clone)]
 pub struct Spot {
@@ -128,15 +128,37 @@ pub fn default_description(code: &str) -> String {
 
 /// Which part of the events a mount serves.
 #[derive(Clone, Copy)]
-pub enum View {
+enum View {
     Spot,
     Events,
     Autoscaling,
 }
 
 pub struct EventsProvider {
-    pub events: Arc<Events>,
-    pub view: View,
+    events: Arc<Events>,
+    view: View,
+}
+
+/// What the events part mounts: `events/` always, `spot/` and
+/// `autoscaling/` when it is a spot instance or in an Auto Scaling group.
+pub fn mounts(events: &Arc<Events>) -> Vec<(String, Arc<dyn Provider>)> {
+    let mut views = vec![(EVENTS_MOUNT, View::Events)];
+    if events.spot_enabled {
+        views.push((SPOT_MOUNT, View::Spot));
+    }
+    if events.autoscaling_enabled {
+        views.push((AUTOSCALING_MOUNT, View::Autoscaling));
+    }
+    let provider = |view| -> Arc<dyn Provider> {
+        Arc::new(EventsProvider {
+            events: events.clone(),
+            view,
+        })
+    };
+    views
+        .into_iter()
+        .map(|(mount, view)| (mount.to_owned(), provider(view)))
+        .collect()
 }
 
 #[async_trait]

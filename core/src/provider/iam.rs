@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Provider, Request, Resolved};
 use crate::awsjson;
-use crate::config::Cidr;
+use crate::config::{Cidr, ClientRole};
 use crate::credentials::Roles;
 use crate::instance::Instance;
 use crate::timefmt;
@@ -72,9 +72,19 @@ fn instance_profile_id(role: &str) -> String {
 pub struct ClientRoles(Vec<(Cidr, String)>);
 
 impl ClientRoles {
-    /// Entries as checked by the configuration.
-    pub fn new(entries: Vec<(Cidr, String)>) -> Self {
-        Self(entries)
+    /// From `[[clients]]`; a bad block names its key.
+    pub fn from_config(clients: &[ClientRole]) -> Result<Self, (String, String)> {
+        let entry = |(i, client): (usize, &ClientRole)| {
+            Cidr::parse(&client.cidr)
+                .map(|cidr| (cidr, client.role.clone()))
+                .map_err(|reason| (format!("clients.{i}.cidr"), reason))
+        };
+        clients
+            .iter()
+            .enumerate()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     /// The role `peer` may see: its first matching entry's, or the active
