@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod embedded;
 pub mod encoder;
 pub mod guard;
 pub mod hex;
@@ -30,3 +31,5 @@ pub mod session;
 pub mod snapshot;
 pub mod state;
 pub mod timefmt;
+
+pub use embedded::{Builder, Error, Handle, Server};

@@ -168,6 +168,11 @@ impl App {
         Ok((app, admin))
     }
 
+    /// The token a container presents for `alias` at `/ecs/ALIAS`.
+    pub fn container_token(&self, alias: &str) -> String {
+        self.ecs_tokens.token_for(alias)
+    }
+
     /// The metadata service of a new configuration, keeping this one's
     /// roles (and so bootstrapped and cached credentials), events and keys.
     async fn rebuild_imds(&self, loaded: &Loaded) -> Result<Imds, ConfigError> {
@@ -218,6 +223,13 @@ pub struct Reloader {
     /// Held for a whole reload, so that a SIGHUP and a `POST /reload` at
     /// once apply one after the other, never interleaved.
     running: tokio::sync::Mutex<Loaded>,
+}
+
+impl Reloader {
+    /// What serves now: its roles and events outlive every reload.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
 }
 
 #[async_trait::async_trait]
@@ -529,6 +541,13 @@ pub async fn start(
 }
 
 impl Running {
+    /// Stops accepting at once, without waiting (for a `Drop`): the
+    /// listener tasks end on their own, closing each connection after its
+    /// request in flight.
+    pub fn stop_now(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops accepting, then gives requests in flight [`DRAIN_DEADLINE`] to
     /// finish.
     pub async fn stop(self) {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "commands and the library's front door",
-        &["main", "cli", "client"],
+        &["main", "cli", "embedded", "client"],
     ),
     ("wiring", &["server"]),
     ("listeners", &["imds", "admin"]),

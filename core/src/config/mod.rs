@@ -345,8 +345,37 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     figment = figment
         .merge(env_provider())
         .merge(SecretEnv::from_process());
-    figment = apply_overrides(figment, overrides)?;
+    finish(apply_overrides(figment, overrides)?)
+}
 
+/// A layer of configuration given in code, as the library's builder takes it.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    /// A file, as `--config` reads it.
+    File(PathBuf),
+    /// TOML text.
+    Toml(String),
+    /// Any value shaped like the configuration (a JSON object).
+    Value(serde_json::Value),
+}
+
+/// Embedded defaults < each layer in order < `overrides`. No `ERSATZ_…`
+/// variable applies: a test suite's servers must not change with the
+/// environment of whoever runs it.
+pub fn load_layers(layers: &[Layer], overrides: &Overrides) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
+    for layer in layers {
+        figment = match layer {
+            Layer::File(file) => figment.merge(file_provider(file)?),
+            Layer::Toml(text) => figment.merge(Toml::string(text)),
+            Layer::Value(value) => figment.merge(Serialized::globals(value)),
+        };
+    }
+    finish(apply_overrides(figment, overrides)?)
+}
+
+/// The merged layers as a checked configuration.
+fn finish(figment: Figment) -> Result<Loaded, ConfigError> {
     let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
     add_fake_role(&mut config);
     let loaded = Loaded { config, figment };
