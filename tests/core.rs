@@ -25,11 +25,15 @@ const V1_DISABLED: &str = "[imds]\nv1 = \"disabled\"\n";
 
 // ---- real clients -------------------------------------------------------
 
-async fn aws_config_reads_instance_and_credentials(server: &Ersatz) {
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+async fn aws_config_reads_instance_and_credentials(url: &str) {
+    let client = ImdsClient::builder().endpoint(url).unwrap().build();
     let id = client.get("/latest/meta-data/instance-id").await.unwrap();
-    let direct = server.get_v2("/latest/meta-data/instance-id").await;
-    assert_eq!(id.as_ref(), direct.text());
+    let document = client
+        .get("/latest/dynamic/instance-identity/document")
+        .await
+        .unwrap();
+    let document: Value = serde_json::from_str(document.as_ref()).unwrap();
+    assert_eq!(document["instanceId"], id.as_ref());
     let region = ImdsRegionProvider::builder()
         .imds_client(client.clone())
         .build()
@@ -52,19 +56,29 @@ async fn aws_config_reads_instance_and_credentials(server: &Ersatz) {
     assert!(expiry > std::time::SystemTime::now() + Duration::from_secs(3600));
 }
 
-#[tokio::test]
+// These two run ersatz in the test's own process, through the library.
+#[tokio::test(flavor = "multi_thread")]
 async fn aws_config_imds_client_and_credentials_provider_with_v1_allowed() {
-    aws_config_reads_instance_and_credentials(&Ersatz::start()).await;
+    let server = ersatz::Server::builder().start().await.unwrap();
+    aws_config_reads_instance_and_credentials(server.metadata_url()).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn aws_config_imds_client_and_credentials_provider_with_v1_disabled() {
-    let server = Ersatz::with_toml(V1_DISABLED);
-    assert_eq!(
-        server.get("/latest/meta-data/instance-id").await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    aws_config_reads_instance_and_credentials(&server).await;
+    let server = ersatz::Server::builder()
+        .toml(V1_DISABLED)
+        .start()
+        .await
+        .unwrap();
+    let v1 = common::send(
+        server.metadata_url(),
+        Method::GET,
+        "/latest/meta-data/instance-id",
+        &[],
+    )
+    .await;
+    assert_eq!(v1.status, StatusCode::UNAUTHORIZED);
+    aws_config_reads_instance_and_credentials(server.metadata_url()).await;
 }
 
 #[test]
@@ -1229,4 +1243,124 @@ fn config_check_writes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!state.exists(), "config check wrote {}", state.display());
+}
+
+// ---- the library (ersatz::Server, in this process) ----------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_server_env_gives_boto3_container_credentials() {
+    let server = ersatz::Server::builder().start().await.unwrap();
+    let env = server.env();
+    let script = "import boto3, json\n\
+        c = boto3.Session(region_name='us-east-1').get_credentials()\n\
+        f = c.get_frozen_credentials()\n\
+        print(json.dumps({'method': c.method, 'key': f.access_key}))";
+    let python = python();
+    // boto3 calls back into this process's server while we wait for it.
+    let out = tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_python(&python, &["-c", script], &vars)
+    });
+    let got: Value = serde_json::from_str(out.await.unwrap().trim()).unwrap();
+    // The container endpoint wins over IMDS in boto3's chain: env() set it.
+    assert_eq!(got["method"], "container-role");
+    assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_server_controls_roles_and_events_and_refuses_bad_ones() {
+    let server = ersatz::Server::builder()
+        .toml(
+            "default_role = \"first\"\n[instance]\nlife_cycle = \"spot\"\n\
+             [sources.a]\ntype = \"static\"\naccess_key_id = \"AKIAAAAAAAAAAAAAAAAA\"\nsecret_access_key = \"a\"\n\
+             [sources.b]\ntype = \"static\"\naccess_key_id = \"AKIABBBBBBBBBBBBBBBB\"\nsecret_access_key = \"b\"\n\
+             [roles.first]\nsource = \"a\"\n[roles.second]\nsource = \"b\"\n",
+        )
+        .start()
+        .await
+        .unwrap();
+    let listing = |server: &ersatz::Handle| {
+        let url = server.metadata_url().to_owned();
+        async move {
+            common::send(
+                &url,
+                Method::GET,
+                "/latest/meta-data/iam/security-credentials/",
+                &[],
+            )
+            .await
+            .text()
+        }
+    };
+    assert_eq!(listing(&server).await, "first");
+    server.roles().use_role("second").await.unwrap();
+    assert_eq!(server.roles().active(), "second");
+    assert_eq!(listing(&server).await, "second");
+    match server.roles().use_role("nobody").await {
+        Err(ersatz::Error::Refused { status, message }) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(message.contains("nobody"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    server
+        .events()
+        .spot("stop", Duration::from_secs(90))
+        .await
+        .unwrap();
+    let action = common::send(
+        server.metadata_url(),
+        Method::GET,
+        "/latest/meta-data/spot/instance-action",
+        &[],
+    )
+    .await;
+    assert_eq!(action.status, StatusCode::OK);
+    assert_eq!(action.json()["action"], "stop");
+    server.events().clear().await.unwrap();
+    let action = common::send(
+        server.metadata_url(),
+        Method::GET,
+        "/latest/meta-data/spot/instance-action",
+        &[],
+    )
+    .await;
+    assert_eq!(action.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_server_reports_config_errors_and_stops_on_drop() {
+    let error = ersatz::Server::builder()
+        .toml("[imds]\nv1 = \"sometimes\"\n")
+        .start()
+        .await
+        .err()
+        .expect("a bad value is refused");
+    assert!(matches!(error, ersatz::Error::Config(_)), "{error:?}");
+    assert!(error.to_string().contains("imds.v1"), "{error}");
+
+    let server = ersatz::Server::builder().start().await.unwrap();
+    let url = server.metadata_url().to_owned();
+    let authority = url.trim_start_matches("http://").to_owned();
+    assert_eq!(
+        common::send(&url, Method::GET, "/latest/meta-data/", &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    drop(server);
+    // The listener task ends on its own after the stop signal.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&authority).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "{authority} still accepts after the handle was dropped"
+    );
 }

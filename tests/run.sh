@@ -42,6 +42,9 @@ cargo build --quiet --release --target wasm32-wasip2 --manifest-path tests/plugi
 say "Rust tests (unit + end to end)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  # nextest does not run doctests; the library's examples are tests too.
+  say "documentation examples"
+  cargo test --workspace --doc
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
