@@ -862,6 +862,44 @@ async fn admin_status_reports_valid_credentials() {
 }
 
 #[test]
+fn manual_pages_cover_every_command() {
+    let output = ersatz(&["man"], &[]);
+    assert!(output.status.success());
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(page.contains(".TH ersatz 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let written = ersatz(&["man", "--dir", dir.path().to_str().unwrap()], &[]);
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    // Every page the main one refers to exists, and names its command.
+    for command in [
+        "serve",
+        "config",
+        "snapshot",
+        "exec",
+        "event",
+        "role",
+        "bootstrap",
+        "net",
+        "cert",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            page.contains(&format!("ersatz\\-{command}(1)")),
+            "{command} not listed"
+        );
+        let file = dir.path().join(format!("ersatz-{command}.1"));
+        let sub =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(sub.contains(&format!(".TH ersatz-{command} 1")), "{sub}");
+    }
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let output = ersatz(&["completions", shell], &[]);

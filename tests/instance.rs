@@ -1021,6 +1021,25 @@ config = {{ keys = [{{ name = "alice", openssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NT
         replayed["meta-data"]["public-keys"]["alice"]
     );
     assert_eq!(original, replayed);
+
+    // `serve --snapshot FILE` replays with no configuration file at all…
+    let direct = Ersatz::builder()
+        .env("ERSATZ_SERVER__STATE_DIR", &state_env)
+        .arg("--snapshot")
+        .arg(file.to_str().unwrap())
+        .start();
+    assert_eq!(
+        direct.get("/latest/meta-data/instance-id").await.text(),
+        "i-0fedcba9876543210"
+    );
+    // …and a snapshot given as a configuration says what to type instead.
+    let mistaken = ersatz(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&mistaken.stderr);
+    assert_eq!(mistaken.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ersatz serve --snapshot"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
