@@ -342,7 +342,12 @@ pub enum Error {
     /// The admin API could not be reached.
     Admin(String),
     /// The admin API refused the control, with its status and reason.
-    Refused { status: StatusCode, message: String },
+    Refused {
+        /// The HTTP status it answered.
+        status: StatusCode,
+        /// Its reason, as the admin API words it.
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {

@@ -1,35 +1,78 @@
-//! ersatz: an emulator of the EC2 instance metadata service (IMDS).
+//! ersatz: an emulator of the EC2 instance metadata service (IMDS), for
+//! workstations, tests and daemons off EC2. This crate is the `ersatz`
+//! binary and a library that runs the same server inside a test suite:
+//! start with [`Server::builder`].
 //!
-//! A request travels, one module per step:
-//! [`listener`] → [`guard`] → [`session`] → [`normalise`] → [`router`] →
-//! [`provider`] → [`encoder`] → [`access_log`]; [`imds`] strings them
-//! together. [`admin`] is the second listener's API; [`server`] builds both
-//! from a [`config`].
+//! # The request path
+//!
+//! One direction, no back and forth; each step is its own module:
+//!
+//! ```text
+//! listener     hyper HTTP/1, per-client connection share, panics → 500
+//!  → guard     Host allow-list, absolute-form URIs, X-Forwarded-For on PUT
+//!  → session   IMDSv2 token PUT and check, the IMDSv1 policy
+//!  → normalise version prefix (latest | 1.0 | dated) → one tree; // and / folded
+//!  → router    longest-prefix match over mounts → a provider
+//!  → provider  static tree, iam, identity, events, or a WebAssembly plugin
+//!  → encoder   IMDS bodies, listings, statuses, `Server: EC2ws`
+//!  → access log, tracing span and metrics
+//! ```
+//!
+//! The admin API (roles, bootstrap, events, reload, metrics) is a second
+//! listener. Both are built from a configuration that is checked whole
+//! before anything binds, and rebuilt on reload.
+//!
+//! # Layers
+//!
+//! Modules import only their own layer and those below it (checked by a
+//! test): the CLI and this library's [`embedded`] front door; the server
+//! that wires the parts; the listeners; the request steps; the answers
+//! (providers, plugins, credentials); facts and rules (configuration,
+//! instance, state); leaves (secrets, time formats, metrics).
 
-pub mod access_log;
+#![warn(missing_docs)]
+
+mod access_log;
+mod awsjson;
+mod client;
+mod credentials;
+mod hex;
+mod imds;
+mod metrics;
+mod secret;
+mod server;
+mod state;
+mod timefmt;
+
+// Reachable for our own binary, tests and benchmarks; not the library's API.
+#[doc(hidden)]
 pub mod admin;
-pub mod awsjson;
+#[doc(hidden)]
 pub mod cli;
-pub mod client;
+#[doc(hidden)]
 pub mod config;
-pub mod credentials;
-pub mod embedded;
+#[doc(hidden)]
 pub mod encoder;
+#[doc(hidden)]
 pub mod guard;
-pub mod hex;
-pub mod imds;
+#[doc(hidden)]
 pub mod instance;
+#[doc(hidden)]
 pub mod listener;
-pub mod metrics;
+#[doc(hidden)]
 pub mod normalise;
+#[doc(hidden)]
 pub mod plugin;
+#[doc(hidden)]
 pub mod provider;
+#[doc(hidden)]
 pub mod router;
-pub mod secret;
-pub mod server;
+#[doc(hidden)]
 pub mod session;
+#[doc(hidden)]
 pub mod snapshot;
-pub mod state;
-pub mod timefmt;
 
+pub mod embedded;
+
+pub use config::{ConfigError, Layer};
 pub use embedded::{Builder, Error, Handle, Server};

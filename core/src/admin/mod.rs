@@ -13,7 +13,7 @@
 //! | `GET /ecs` | the container-credentials URLs and their token |
 //! | `POST /reload` | re-read the configuration and plugins (as SIGHUP) |
 //! | `GET /metrics` | Prometheus metrics |
-//! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events ([`events`]) |
+//! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events (`events.rs`) |
 
 pub mod bootstrap;
 mod events;

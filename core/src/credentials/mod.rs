@@ -21,7 +21,7 @@ pub use assume_role::{AssumeParams, AssumeRole};
 pub use bootstrap::BootstrapSource;
 pub use cache::{Cached, RefreshPolicy};
 pub use document::{ecs_document, failure_document, success_document};
-pub use roles::{Binding, Role, Roles};
+pub use roles::Roles;
 pub use sdk::SdkSource;
 pub use static_source::StaticSource;
 
