@@ -1402,3 +1402,68 @@ async fn embedded_server_reports_config_errors_and_stops_on_drop() {
         "{authority} still accepts after the handle was dropped"
     );
 }
+
+// ---- distribution ---------------------------------------------------------
+
+/// The image core/build-image.sh made (tests/run.sh builds it and names it in
+/// ERSATZ_TEST_IMAGE): its static binary runs with nothing else around it.
+/// Containers cannot run here, so the image is mounted and entered with
+/// chroot, which also proves there is no dynamic loader to find.
+#[test]
+fn the_image_runs_its_binary_from_scratch() {
+    let Some(image) = std::env::var_os("ERSATZ_TEST_IMAGE") else {
+        eprintln!("skipped: ERSATZ_TEST_IMAGE names no image (tests/run.sh builds one)");
+        return;
+    };
+    let image = image.to_string_lossy().into_owned();
+    let podman = |args: &[&str]| {
+        let output = std::process::Command::new("podman")
+            .args(args)
+            .output()
+            .expect("ERSATZ_TEST_IMAGE is set, so podman must be installed");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "podman {args:?}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let mounted = podman(&["image", "mount", &image]);
+    // A copy, so that a configuration can be put beside the binary.
+    let root = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &format!("{mounted}/."), root.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    podman(&["image", "unmount", &image]);
+    assert!(copied.success());
+    let top: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut top = top;
+    top.sort();
+    assert_eq!(
+        top,
+        ["ersatz", "plugins"],
+        "nothing but the binary and the plugins"
+    );
+
+    let config = "[[plugins]]\nmount = \"/latest/meta-data/public-keys\"\nwasm = \"/plugins/public_keys.wasm\"\nconfig = { keys = [] }\n";
+    std::fs::write(root.path().join("ersatz.toml"), config).unwrap();
+    let chroot = |args: &[&str]| {
+        let output = std::process::Command::new("chroot")
+            .arg(root.path())
+            .arg("/ersatz")
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "/ersatz {args:?}: {text}");
+        text
+    };
+    assert!(chroot(&["--version"]).starts_with("ersatz "));
+    assert!(chroot(&["config", "check"]).contains("configuration is valid"));
+    // The plugin host is in the static binary, and the shipped plugins load.
+    let checked = chroot(&["config", "check", "--config", "/ersatz.toml"]);
+    assert!(checked.contains("configuration is valid"), "{checked}");
+}
