@@ -751,6 +751,25 @@ fn environment_and_flag_errors_name_the_variable_or_flag() {
 }
 
 #[test]
+fn config_check_writes_no_access_log_but_says_when_it_could_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let check =
+        |path: &std::path::Path| ersatz(&["config", "check", "--log", path.to_str().unwrap()], &[]);
+    let ok = check(&log);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!log.exists(), "config check created the access log");
+    let bad = check(&dir.path().join("missing-dir/access.log"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server.access_log"), "{stderr}");
+}
+
+#[test]
 fn a_command_whose_reader_has_gone_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     let (reader, writer) = std::io::pipe().unwrap();

@@ -37,6 +37,29 @@ impl AccessLog {
         Ok(Self { lines })
     }
 
+    /// Whether [`AccessLog::open`] would succeed, without creating or
+    /// changing anything: an existing file must open for appending; a new
+    /// one needs a directory this process may write into.
+    pub fn check(path: &Path) -> std::io::Result<()> {
+        if path.exists() {
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop);
+        }
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let c_path = std::ffi::CString::new(parent.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        if unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// One request: `request` is `None` for a request hyper could not
     /// parse (logged as `"-"`, as Apache does).
     pub fn record(

@@ -48,8 +48,9 @@ pub struct Keys {
     /// The identity key kept in the state directory (used unless
     /// `[identity]` names files).
     state_signing_key: Arc<SigningKey>,
-    /// Whether compiled plugins are kept in the state directory.
-    keeps_state: bool,
+    /// Whether building may write files (compiled plugins, the access log):
+    /// not for `config check`.
+    writes: bool,
 }
 
 impl Keys {
@@ -59,7 +60,7 @@ impl Keys {
         Self {
             sessions: Arc::new(Sessions::load(&dir)),
             state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(dir))),
-            keeps_state: true,
+            writes: true,
         }
     }
 
@@ -69,7 +70,7 @@ impl Keys {
         Self {
             sessions: Arc::new(Sessions::in_memory()),
             state_signing_key: Arc::new(SigningKey::lazy(KeySource::StateDir(state_dir(loaded)))),
-            keeps_state: false,
+            writes: false,
         }
     }
 
@@ -104,7 +105,7 @@ impl App {
         let plugin_engine = if config.plugins.is_empty() {
             None
         } else {
-            Some(Arc::new(plugin_engine(loaded, keys.keeps_state)?))
+            Some(Arc::new(plugin_engine(loaded, keys.writes)?))
         };
         let spot_instance = config.instance.life_cycle.as_deref() == Some("spot");
         let events = Arc::new(Events::from_config(
@@ -141,6 +142,7 @@ impl App {
             ecs_tokens: ecs_tokens.clone(),
             sessions: keys.sessions.clone(),
             signing_key: keys.signing_key(loaded)?,
+            writes: keys.writes,
         };
         let imds = build_imds(loaded, metadata, shared).await?;
         let admin_access = Arc::new(ArcSwap::from_pointee(Access::new(&config.server)));
@@ -182,7 +184,7 @@ impl App {
             let existing = self.plugin_engine.lock().clone();
             let engine = match existing {
                 Some(engine) => engine,
-                None => Arc::new(plugin_engine(loaded, self.keys.keeps_state)?),
+                None => Arc::new(plugin_engine(loaded, self.keys.writes)?),
             };
             *self.plugin_engine.lock() = Some(engine.clone());
             Some(engine)
@@ -193,6 +195,7 @@ impl App {
             ecs_tokens: self.ecs_tokens.clone(),
             sessions: self.keys.sessions.clone(),
             signing_key: self.keys.signing_key(loaded)?,
+            writes: self.keys.writes,
         };
         build_imds(loaded, metadata, shared).await
     }
@@ -208,6 +211,8 @@ struct Shared {
     ecs_tokens: Arc<ContainerTokens>,
     sessions: Arc<Sessions>,
     signing_key: Arc<SigningKey>,
+    /// Whether the access log may be created (not by `config check`).
+    writes: bool,
 }
 
 /// Re-reads the configuration and plugins (SIGHUP, `POST /reload`) and swaps
@@ -314,8 +319,8 @@ pub fn identity_keys(loaded: &Loaded) -> KeySource {
     }
 }
 
-fn plugin_engine(loaded: &Loaded, keeps_state: bool) -> Result<PluginEngine, ConfigError> {
-    let cache = keeps_state.then(|| state_dir(loaded).join("plugins"));
+fn plugin_engine(loaded: &Loaded, writes: bool) -> Result<PluginEngine, ConfigError> {
+    let cache = writes.then(|| state_dir(loaded).join("plugins"));
     PluginEngine::new(cache).map_err(|e| {
         loaded.error(
             "plugins",
@@ -436,20 +441,19 @@ async fn build_imds(
             mounts.push((mount, Arc::new(WasmProvider::new(plugin))));
         }
     }
-    let access_log = if config.server.access_log.as_os_str().is_empty() {
-        None
-    } else {
-        Some(
-            AccessLog::open(&config.server.access_log)
-                .await
-                .map_err(|error| {
-                    loaded.error(
-                        "server.access_log",
-                        format!("cannot open for appending: {error}"),
-                    )
-                })?,
-        )
+    let path = &config.server.access_log;
+    let access_log = match (path.as_os_str().is_empty(), shared.writes) {
+        (true, _) => None,
+        (false, true) => Some(AccessLog::open(path).await),
+        // `config check`: the same question, without creating the file.
+        (false, false) => AccessLog::check(path).err().map(Err),
     };
+    let access_log = access_log.transpose().map_err(|error| {
+        loaded.error(
+            "server.access_log",
+            format!("cannot open for appending: {error}"),
+        )
+    })?;
     Ok(Imds {
         guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
         sessions: shared.sessions,
