@@ -345,7 +345,7 @@ proptest! {
             wasm.truncate(keep.index(wasm.len()));
         }
         match ersatz::plugin::contract::read(&wasm) {
-            Ok(contract) => prop_assert!(contract.version < ersatz::plugin::WIT_VERSIONS.len()),
+            Ok(contract) => prop_assert!(ersatz::plugin::Version::ALL.contains(&contract.version)),
             Err(reason) => {
                 prop_assert!(!reason.is_empty());
                 prop_assert!(!corruptions.is_empty() || truncate, "the intact component is refused: {reason}");
@@ -353,7 +353,7 @@ proptest! {
         }
         if corruptions.is_empty() && !truncate {
             let contract = ersatz::plugin::contract::read(&wasm).unwrap();
-            prop_assert_eq!((contract.version, contract.credential), (1, false));
+            prop_assert_eq!((contract.version, contract.credential), (ersatz::plugin::Version::V0_2, false));
         }
     }
 }

@@ -5,13 +5,38 @@
 
 use wasmparser::{Encoding, Parser, Payload};
 
-use super::bindings::{WIT_PACKAGE, WIT_VERSIONS};
+use super::{v0_1, v0_2};
+
+pub const WIT_PACKAGE: &str = "ersatz:plugin";
+
+/// A version of the contract this host implements, each in its own module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V0_1,
+    V0_2,
+}
+
+impl Version {
+    /// Oldest first.
+    pub const ALL: [Version; 2] = [Version::V0_1, Version::V0_2];
+
+    /// As in the package name, `ersatz:plugin@0.2.0`.
+    pub fn number(self) -> &'static str {
+        match self {
+            Version::V0_1 => v0_1::VERSION,
+            Version::V0_2 => v0_2::VERSION,
+        }
+    }
+
+    fn of(number: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.number() == number)
+    }
+}
 
 /// What a component was built against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contract {
-    /// An index into `WIT_VERSIONS`.
-    pub version: usize,
+    pub version: Version,
     /// Whether it exports `credential-source` (the `credential-plugin` world).
     pub credential: bool,
 }
@@ -28,8 +53,8 @@ pub fn read(wasm: &[u8]) -> Result<Contract, String> {
         .copied()
         .filter(ours)
         .collect();
-    let supported = WIT_VERSIONS
-        .map(|v| format!("{WIT_PACKAGE}@{v}"))
+    let supported = Version::ALL
+        .map(|v| format!("{WIT_PACKAGE}@{}", v.number()))
         .join(" and ");
     let Some(first) = named.first() else {
         return Err(format!(
@@ -42,7 +67,7 @@ pub fn read(wasm: &[u8]) -> Result<Contract, String> {
             "mixes {WIT_PACKAGE} versions ({first}, {other}): rebuild the plugin against one version in wit/"
         ));
     }
-    let Some(index) = WIT_VERSIONS.iter().position(|v| *v == version) else {
+    let Some(known) = Version::of(version) else {
         return Err(format!(
             "is built against {WIT_PACKAGE}@{version} ({first}); this ersatz implements {supported}: rebuild the plugin against one of those in wit/"
         ));
@@ -55,7 +80,7 @@ pub fn read(wasm: &[u8]) -> Result<Contract, String> {
     }
     let credential_source = format!("{WIT_PACKAGE}/credential-source@{version}");
     Ok(Contract {
-        version: index,
+        version: known,
         credential: exports.contains(&credential_source.as_str()),
     })
 }

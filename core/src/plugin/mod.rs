@@ -4,31 +4,64 @@
 //! deadline. A trap, deadline or limit answers that one request 500 and is
 //! logged and counted under the plugin's name; the server keeps serving.
 //! The host speaks the newest contract; older plugins are adapted to it.
+//! Each version is a module (`v0_1`, `v0_2`) holding its bindings, its
+//! conversions to the newest types and its linking; [`Version`] names them,
+//! and every match over it is exhaustive, so a new version is a new module
+//! and one more arm in each.
 
-mod bindings;
+/// One contract version's host bindings, in the module that invokes it:
+/// `metadata` and `credential` (the worlds; the second reuses the first's
+/// types and host interface), and `host` and `types`.
+macro_rules! bindings {
+    ($path:literal) => {
+        pub mod metadata {
+            wasmtime::component::bindgen!({
+                world: "metadata-plugin",
+                path: $path,
+                exports: { default: async },
+            });
+        }
+
+        pub mod credential {
+            wasmtime::component::bindgen!({
+                world: "credential-plugin",
+                path: $path,
+                exports: { default: async },
+                with: {
+                    "ersatz:plugin/types": super::metadata::ersatz::plugin::types,
+                    "ersatz:plugin/host": super::metadata::ersatz::plugin::host,
+                },
+            });
+        }
+
+        pub use metadata::ersatz::plugin::{host, types};
+    };
+}
+
 mod cache;
 pub mod contract;
 mod engine;
 mod provider;
 mod source;
+mod v0_1;
+mod v0_2;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::provider::Lookup;
-/// The newest contract's types, which the host works in.
-pub use bindings::v0_2::types;
-use bindings::{v0_1, v0_2};
-pub use bindings::{WIT_PACKAGE, WIT_VERSIONS};
 use contract::Contract;
+pub use contract::{Version, WIT_PACKAGE};
 pub use engine::PluginEngine;
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
+/// The newest contract's types, which the host works in.
+pub use v0_2::types;
 
 /// What `[[plugins]]` says about one plugin.
 pub struct PluginSpec {
@@ -74,21 +107,84 @@ pub struct PluginStats {
     pub cache_hits: AtomicU64,
 }
 
-/// A prepared instantiation, by contract version and world.
+/// What a metadata plugin answers when asked for credentials.
+const NOT_A_CREDENTIAL_SOURCE: &str =
+    "not a credential source (built for the metadata-plugin world)";
+
+/// A prepared instantiation, of the version the plugin was built against.
 enum Pre {
-    MetadataV0_1(v0_1::metadata::MetadataPluginPre<State>),
-    CredentialV0_1(v0_1::credential::CredentialPluginPre<State>),
-    MetadataV0_2(v0_2::metadata::MetadataPluginPre<State>),
-    CredentialV0_2(v0_2::credential::CredentialPluginPre<State>),
+    V0_1(v0_1::Pre),
+    V0_2(v0_2::Pre),
+}
+
+/// One call's instance.
+enum Instance {
+    V0_1(v0_1::Instance),
+    V0_2(v0_2::Instance),
 }
 
 impl Pre {
+    /// Links what the host grants and prepares instantiation.
+    fn new(component: &wasmtime::component::Component, contract: Contract) -> Result<Self, String> {
+        let mut linker = Linker::<State>::new(component.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
+        match contract.version {
+            Version::V0_1 => v0_1::add_to_linker(&mut linker),
+            Version::V0_2 => v0_2::add_to_linker(&mut linker),
+        }
+        .map_err(|e| e.to_string())?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("it imports something ersatz does not grant ({e:#})"))?;
+        let credential = contract.credential;
+        match contract.version {
+            Version::V0_1 => v0_1::Pre::new(pre, credential).map(Pre::V0_1),
+            Version::V0_2 => v0_2::Pre::new(pre, credential).map(Pre::V0_2),
+        }
+        .map_err(|e| e.to_string())
+    }
+
     fn engine(&self) -> &wasmtime::Engine {
         match self {
-            Pre::MetadataV0_1(pre) => pre.engine(),
-            Pre::CredentialV0_1(pre) => pre.engine(),
-            Pre::MetadataV0_2(pre) => pre.engine(),
-            Pre::CredentialV0_2(pre) => pre.engine(),
+            Pre::V0_1(pre) => pre.engine(),
+            Pre::V0_2(pre) => pre.engine(),
+        }
+    }
+
+    fn is_credential_source(&self) -> bool {
+        match self {
+            Pre::V0_1(pre) => pre.is_credential_source(),
+            Pre::V0_2(pre) => pre.is_credential_source(),
+        }
+    }
+
+    async fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store).await?),
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store).await?),
+        })
+    }
+}
+
+impl Instance {
+    async fn resolve(
+        &self,
+        store: &mut Store<State>,
+        request: types::Request,
+    ) -> wasmtime::Result<Result<types::Answer, String>> {
+        match self {
+            Instance::V0_1(instance) => instance.resolve(store, request).await,
+            Instance::V0_2(instance) => instance.resolve(store, request).await,
+        }
+    }
+
+    async fn fetch(
+        &self,
+        store: &mut Store<State>,
+    ) -> wasmtime::Result<Result<types::Credentials, String>> {
+        match self {
+            Instance::V0_1(instance) => instance.fetch(store).await,
+            Instance::V0_2(instance) => instance.fetch(store).await,
         }
     }
 }
@@ -128,38 +224,6 @@ impl WasiView for State {
     }
 }
 
-/// `host`, the same in every version of the contract.
-macro_rules! grant_host {
-    ($version:ident) => {
-        impl $version::types::Host for State {}
-
-        impl $version::host::Host for State {
-            fn log(&mut self, level: $version::host::Level, message: String) {
-                use $version::host::Level;
-                let plugin = self.shared.name.as_str();
-                match level {
-                    Level::Trace => tracing::trace!(plugin, "{message}"),
-                    Level::Debug => tracing::debug!(plugin, "{message}"),
-                    Level::Info => tracing::info!(plugin, "{message}"),
-                    Level::Warn => tracing::warn!(plugin, "{message}"),
-                    Level::Error => tracing::error!(plugin, "{message}"),
-                }
-            }
-
-            fn config(&mut self) -> String {
-                self.shared.config.clone()
-            }
-
-            fn lookup(&mut self, path: String) -> Option<String> {
-                self.shared.lookup.text(path.trim_matches('/'))
-            }
-        }
-    };
-}
-
-grant_host!(v0_1);
-grant_host!(v0_2);
-
 impl Plugin {
     /// Checks the contract version, compiles (or loads from the cache) and
     /// prepares instantiation. The error names the reason; the caller names
@@ -184,7 +248,7 @@ impl Plugin {
         })?;
         let pres = components
             .iter()
-            .map(|component| prepare(component, contract))
+            .map(|component| Pre::new(component, contract))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -202,10 +266,7 @@ impl Plugin {
     }
 
     pub fn is_credential_source(&self) -> bool {
-        matches!(
-            self.pres[0],
-            Pre::CredentialV0_1(_) | Pre::CredentialV0_2(_)
-        )
+        self.pres[0].is_credential_source()
     }
 
     /// This thread's instantiation, and a fresh store for it.
@@ -232,29 +293,8 @@ impl Plugin {
     pub async fn resolve(&self, request: types::Request) -> Result<types::Answer, Failure> {
         let (pre, mut store) = self.start();
         let call = async {
-            let old = |answer: Result<v0_1::types::Response, String>| answer.map(Into::into);
-            wasmtime::Result::Ok(match pre {
-                Pre::MetadataV0_1(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let provider = instance.ersatz_plugin_provider();
-                    old(provider.call_resolve(&mut store, &request.into()).await?)
-                }
-                Pre::CredentialV0_1(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let provider = instance.ersatz_plugin_provider();
-                    old(provider.call_resolve(&mut store, &request.into()).await?)
-                }
-                Pre::MetadataV0_2(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let provider = instance.ersatz_plugin_provider();
-                    provider.call_resolve(&mut store, &request).await?
-                }
-                Pre::CredentialV0_2(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let provider = instance.ersatz_plugin_provider();
-                    provider.call_resolve(&mut store, &request).await?
-                }
-            })
+            let instance = pre.instantiate(&mut store).await?;
+            instance.resolve(&mut store, request).await
         };
         self.finish(tokio::time::timeout(self.timeout, call).await)
     }
@@ -262,23 +302,8 @@ impl Plugin {
     pub async fn credentials(&self) -> Result<types::Credentials, Failure> {
         let (pre, mut store) = self.start();
         let call = async {
-            wasmtime::Result::Ok(match pre {
-                Pre::CredentialV0_1(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let source = instance.ersatz_plugin_credential_source();
-                    source.call_fetch(&mut store).await?.map(Into::into)
-                }
-                Pre::CredentialV0_2(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let source = instance.ersatz_plugin_credential_source();
-                    source.call_fetch(&mut store).await?
-                }
-                Pre::MetadataV0_1(_) | Pre::MetadataV0_2(_) => {
-                    return Ok(Err(
-                        "not a credential source (built for the metadata-plugin world)".into(),
-                    ))
-                }
-            })
+            let instance = pre.instantiate(&mut store).await?;
+            instance.fetch(&mut store).await
         };
         self.finish(tokio::time::timeout(self.timeout, call).await)
     }
@@ -308,36 +333,4 @@ impl Plugin {
         tracing::warn!(plugin = %self.name, cause = %failure, "plugin call failed");
         Err(failure)
     }
-}
-
-/// Links what the host grants and prepares instantiation.
-fn prepare(component: &wasmtime::component::Component, contract: Contract) -> Result<Pre, String> {
-    let mut linker = Linker::<State>::new(component.engine());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| e.to_string())?;
-    // Both worlds import the same `host`; the metadata world's linking serves both.
-    match contract.version {
-        0 => v0_1::metadata::MetadataPlugin::add_to_linker::<State, HasSelf<State>>(
-            &mut linker,
-            |state| state,
-        ),
-        _ => v0_2::metadata::MetadataPlugin::add_to_linker::<State, HasSelf<State>>(
-            &mut linker,
-            |state| state,
-        ),
-    }
-    .map_err(|e| e.to_string())?;
-    let instance_pre = linker
-        .instantiate_pre(component)
-        .map_err(|e| format!("it imports something ersatz does not grant ({e:#})"))?;
-    let pre = match (contract.version, contract.credential) {
-        (0, false) => v0_1::metadata::MetadataPluginPre::new(instance_pre).map(Pre::MetadataV0_1),
-        (0, true) => {
-            v0_1::credential::CredentialPluginPre::new(instance_pre).map(Pre::CredentialV0_1)
-        }
-        (_, false) => v0_2::metadata::MetadataPluginPre::new(instance_pre).map(Pre::MetadataV0_2),
-        (_, true) => {
-            v0_2::credential::CredentialPluginPre::new(instance_pre).map(Pre::CredentialV0_2)
-        }
-    };
-    pre.map_err(|e| e.to_string())
 }
