@@ -6,9 +6,11 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aws_config::imds::client::Client as ImdsClient;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_credential_types::provider::ProvideCredentials;
 use common::{ersatz, metric, python, run_python, send, wasm, Ersatz, Moto};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -362,6 +364,49 @@ sts_endpoint = "{}"
         got["arn"],
         "arn:aws:sts::123456789012:assumed-role/sts/ersatz-sts"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_source_on_contract_0_2_gives_the_rust_sdk_its_keys_and_expiration() {
+    // 2100-01-01T01:02:03Z: not a round number, so any rounding shows.
+    const EXPIRATION: u64 = 4_102_448_523;
+    let server = Ersatz::with_toml(&format!(
+        r#"
+default_role = "plugged"
+
+[[plugins]]
+name = "vault"
+wasm = "{}"
+config = {{ access_key_id = "ASIAFROMPLUGINV02001", secret_access_key = "pluginSecret/0.2", session_token = "pluginToken0.2", expiration = {EXPIRATION} }}
+
+[sources.vault]
+type = "plugin"
+plugin = "vault"
+
+[roles.plugged]
+source = "vault"
+"#,
+        wasm("static_creds_v0_2").display()
+    ));
+    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let credentials = ImdsCredentialsProvider::builder()
+        .imds_client(client)
+        .build()
+        .provide_credentials()
+        .await
+        .expect("credentials from the plugin through IMDS");
+    assert_eq!(credentials.access_key_id(), "ASIAFROMPLUGINV02001");
+    assert_eq!(credentials.secret_access_key(), "pluginSecret/0.2");
+    assert_eq!(credentials.session_token(), Some("pluginToken0.2"));
+    assert_eq!(
+        credentials.expiry(),
+        Some(UNIX_EPOCH + Duration::from_secs(EXPIRATION))
+    );
+    let document = server
+        .get("/latest/meta-data/iam/security-credentials/plugged")
+        .await
+        .json();
+    assert_eq!(document["Expiration"], "2100-01-01T01:02:03Z", "{document}");
 }
 
 /// Mounts of the 0.2.0 echo-version plugin that differ in how long their
