@@ -409,6 +409,112 @@ source = "vault"
     assert_eq!(document["Expiration"], "2100-01-01T01:02:03Z", "{document}");
 }
 
+/// Plugin calls one engine's pool holds at once (`POOL_INSTANCES`); on one
+/// CPU ersatz makes one engine.
+const POOL: usize = 256;
+/// How long a call waits for a slot before its request is turned away
+/// (`SLOT_WAIT`).
+const SLOT_WAIT: Duration = Duration::from_millis(100);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_past_what_the_pool_holds_are_answered_503_and_counted_busy() {
+    // Each call holds its slot for 2 s, while the whole burst arrives
+    // within about 50 ms (measured).
+    let server = Ersatz::builder()
+        .one_cpu()
+        .config(
+            "ersatz.toml",
+            &format!(
+                "[[plugins]]\nname = \"slow\"\nmount = \"/latest/meta-data/slow\"\nwasm = \"{}\"\nconfig = {{ version = \"1\", slow_ms = 2000 }}\nlimits = {{ timeout = \"10s\" }}\n",
+                wasm("echo_version").display()
+            ),
+        )
+        .start();
+    let requests = POOL + 44;
+    let burst: Vec<_> = (0..requests)
+        .map(|_| {
+            let url = server.url.clone();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let reply = send(&url, Method::GET, "/latest/meta-data/slow/slow", &[]).await;
+                (reply.status, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for request in burst {
+        let (status, took) = request.await.unwrap();
+        *statuses.entry(status).or_insert(0) += 1;
+        // A lower bound, which a slow machine only makes easier to meet.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(
+                took >= SLOT_WAIT,
+                "turned away after {took:?}, without waiting"
+            );
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            (StatusCode::OK, POOL),
+            (StatusCode::SERVICE_UNAVAILABLE, requests - POOL)
+        ]
+        .into(),
+        "every slot used, and the rest turned away"
+    );
+    let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
+        .await
+        .text();
+    let count = |name: &str| {
+        metric(
+            &metrics,
+            &format!("ersatz_plugin_{name}_total{{plugin=\"slow\"}}"),
+        )
+    };
+    assert_eq!(count("busy"), (requests - POOL) as u64);
+    assert_eq!(count("calls"), POOL as u64, "a busy request makes no call");
+    for failure in ["traps", "timeouts", "errors", "instantiation_failures"] {
+        assert_eq!(count(failure), 0, "{failure}");
+    }
+    // The slots come back with the calls.
+    let after = server.get("/latest/meta-data/slow/version").await;
+    assert_eq!(after.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_cannot_be_instantiated_answers_500_and_is_no_trap() {
+    // Rust's wasm modules start with more than 1 MiB of memory (the stack
+    // alone is 1 MiB), so the limit refuses the instance before any call.
+    let server = Ersatz::with_toml(&format!(
+        "[[plugins]]\nname = \"cramped\"\nmount = \"/latest/meta-data/cramped\"\nwasm = \"{}\"\nconfig = {{ version = \"1\" }}\nlimits = {{ memory = \"1MiB\" }}\n",
+        wasm("echo_version").display()
+    ));
+    let reply = server.get("/latest/meta-data/cramped/version").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
+        .await
+        .text();
+    let count = |name: &str| {
+        metric(
+            &metrics,
+            &format!("ersatz_plugin_{name}_total{{plugin=\"cramped\"}}"),
+        )
+    };
+    assert_eq!(
+        (
+            count("instantiation_failures"),
+            count("traps"),
+            count("busy")
+        ),
+        (1, 0, 0)
+    );
+    assert!(
+        server.stderr().contains("could not be instantiated"),
+        "{}",
+        server.stderr()
+    );
+}
+
 /// Mounts of the 0.2.0 echo-version plugin that differ in how long their
 /// answers may be reused, and the 0.1.0 misbehave plugin.
 fn reusing() -> String {

@@ -203,6 +203,7 @@ impl Imds {
             Resolved::Dir(listing) => encoder::listing(listing),
             Resolved::NotFound => encoder::error(StatusCode::NOT_FOUND),
             Resolved::Failed => encoder::error(StatusCode::INTERNAL_SERVER_ERROR),
+            Resolved::Busy => encoder::error(StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }

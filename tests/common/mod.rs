@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -38,6 +39,7 @@ pub struct Builder {
     admin_addr: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    one_cpu: bool,
 }
 
 impl Ersatz {
@@ -47,6 +49,7 @@ impl Ersatz {
             admin_addr: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            one_cpu: false,
         }
     }
 
@@ -146,6 +149,13 @@ impl Builder {
         self
     }
 
+    /// Runs ersatz on one CPU (the first this process may use), so that it
+    /// makes one plugin engine, and so one pool, whatever the machine.
+    pub fn one_cpu(mut self) -> Self {
+        self.one_cpu = true;
+        self
+    }
+
     pub fn start(self) -> Ersatz {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
@@ -170,6 +180,19 @@ impl Builder {
             command.arg("--config").arg(path);
         }
         command.args(&self.args);
+        if self.one_cpu {
+            let cpu = one_of_our_cpus();
+            // SAFETY: sched_setaffinity is async-signal-safe, and its set is
+            // made before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    match libc::sched_setaffinity(0, std::mem::size_of_val(&cpu), &cpu) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -207,6 +230,23 @@ impl Builder {
             admin_url: admin_url.unwrap(),
             dir,
         }
+    }
+}
+
+/// A CPU set of one: the first CPU this process may run on.
+fn one_of_our_cpus() -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain bits, all zero an empty set; the calls
+    // write only within the size given.
+    unsafe {
+        let mut ours: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of_val(&ours);
+        assert_eq!(libc::sched_getaffinity(0, size, &mut ours), 0);
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&cpu| libc::CPU_ISSET(cpu, &ours))
+            .expect("a CPU to run on");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(first, &mut one);
+        one
     }
 }
 

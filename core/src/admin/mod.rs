@@ -235,8 +235,18 @@ impl Admin {
             .map(|r| r.plugins())
             .unwrap_or_default();
         type Counter = fn(&PluginStats) -> &AtomicU64;
-        let counters: [(&str, &str, Counter); 5] = [
+        let counters: [(&str, &str, Counter); 7] = [
             ("calls", "Plugin calls.", |s| &s.calls),
+            (
+                "busy",
+                "Requests answered 503 without a call: every plugin instance slot stayed taken.",
+                |s| &s.busy,
+            ),
+            (
+                "instantiation_failures",
+                "Plugin calls that could not instantiate the plugin.",
+                |s| &s.instantiation_failures,
+            ),
             (
                 "traps",
                 "Plugin calls that trapped (including the memory limit).",

@@ -73,7 +73,7 @@ impl AnswerCache {
         let body = match resolved {
             Resolved::Leaf { body, .. } | Resolved::Dir(body) => body.len(),
             Resolved::NotFound => 0,
-            Resolved::Failed => return,
+            Resolved::Failed | Resolved::Busy => return,
         };
         if keep_for.is_zero() {
             return;
@@ -155,9 +155,11 @@ mod tests {
         let now = Instant::now();
         let cache = AnswerCache::new(Some(Duration::from_secs(1)));
         cache.put(client, "failed", &Resolved::Failed, 60, now);
+        cache.put(client, "busy", &Resolved::Busy, 60, now);
         cache.put(client, "zero", &text("x"), 0, now);
         cache.put(client, "long", &text("x"), 60, now);
         assert!(cache.get(client, "failed", now).is_none());
+        assert!(cache.get(client, "busy", now).is_none());
         assert!(cache.get(client, "zero", now).is_none());
         assert!(cache.get(client, "long", now).is_some());
         assert!(cache

@@ -1,7 +1,8 @@
 //! The wasmtime engines: one per worker thread (up to `MAX_SHARDS`), each
 //! with its own pooling allocator (on-demand when the machine cannot reserve
 //! the pool's address space), epoch interruption driven by a 2 ms ticker,
-//! and compiled components cached on disk by content hash.
+//! and compiled components cached on disk by content hash; and the slots
+//! that bound plugin calls to what the pools hold.
 //!
 //! Why several: every call takes and returns pool slots under the pool's
 //! locks and shared counters. Calling from two threads at once, a call cost
@@ -10,10 +11,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::StateDir;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -23,8 +26,16 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// on two cores ended at p99 850 ms for a 50 ms deadline; at 2 ms, 220 ms
 /// (1 ms: 160 ms, for twice the idle wake-ups).
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
-/// Plugin calls that may run at once with the pooling allocator.
+/// Plugin calls that may run at once in one engine's pool.
 const POOL_INSTANCES: u32 = 256;
+/// How long a call waits for a slot when every one is taken, before its
+/// request is answered 503 (which IMDS clients retry). Twice the default
+/// deadline (50 ms), so slots held by calls at that deadline turn over
+/// within it; far inside the 1 s after which the SDKs' IMDS clients
+/// (botocore, aws-sdk-rust) give up on a request, so they get the 503 and
+/// retry rather than time out. Not the plugin's own timeout: that may be
+/// up to 10 s.
+pub const SLOT_WAIT: Duration = Duration::from_millis(100);
 /// Bytes of a pooled memory or table reset in place (only the pages a call
 /// dirtied, which PAGEMAP_SCAN finds) instead of returned to the kernel:
 /// unmapping costs a TLB shootdown across every core on every call (plugin
@@ -40,6 +51,7 @@ pub struct PluginEngine {
     engines: Vec<Engine>,
     /// Where compiled plugins are kept; `None` keeps none (`config check`).
     cache_dir: Option<PathBuf>,
+    slots: Slots,
 }
 
 impl PluginEngine {
@@ -82,7 +94,19 @@ impl PluginEngine {
                 std::thread::sleep(EPOCH_TICK);
             })
             .expect("the epoch thread starts");
-        Ok(Self { engines, cache_dir })
+        // On demand there is no pool to fill, but the same bound keeps
+        // memory bounded alike.
+        let slots = Slots::new(engines.len(), POOL_INSTANCES as usize);
+        Ok(Self {
+            engines,
+            cache_dir,
+            slots,
+        })
+    }
+
+    /// Room for calls, shared by every plugin of these engines.
+    pub fn slots(&self) -> Slots {
+        self.slots.clone()
     }
 
     /// The engine that compiles plugins; the others load its compilation.
@@ -160,6 +184,51 @@ fn cache_name(engine: &Engine, wasm: &[u8]) -> String {
     format!("{digest}.cwasm")
 }
 
+/// Room in the engines' pools, one permit per instance a pool holds. A
+/// call holds one until its store, and so its instance, is gone, so that
+/// instantiation never finds a pool full.
+#[derive(Clone)]
+pub struct Slots(Arc<[Arc<Semaphore>]>);
+
+/// Room for one call in one engine's pool, until dropped.
+pub struct Slot {
+    /// Which engine's pool.
+    pub engine: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    fn new(engines: usize, each: usize) -> Self {
+        Self(
+            (0..engines)
+                .map(|_| Arc::new(Semaphore::new(each)))
+                .collect(),
+        )
+    }
+
+    /// Room in this thread's engine, else in any engine with some (any
+    /// engine serves any thread); when all are full, waits up to `wait`
+    /// for this thread's. `None`: no room.
+    pub async fn take(&self, wait: Duration) -> Option<Slot> {
+        let engines = self.0.len();
+        let home = shard(engines);
+        for engine in (home..home + engines).map(|i| i % engines) {
+            if let Ok(permit) = self.0[engine].clone().try_acquire_owned() {
+                return Some(Slot {
+                    engine,
+                    _permit: permit,
+                });
+            }
+        }
+        let waiting = self.0[home].clone().acquire_owned();
+        let permit = tokio::time::timeout(wait, waiting).await.ok()?.ok()?;
+        Some(Slot {
+            engine: home,
+            _permit: permit,
+        })
+    }
+}
+
 /// This thread's engine, by index: threads are spread over the engines in
 /// the order they first call a plugin, so the runtime's workers (the first
 /// and busiest callers) each get their own while there are enough.
@@ -192,4 +261,41 @@ fn config(pooling: bool) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_engine_lends_from_another_and_then_calls_are_turned_away() {
+        let slots = Slots::new(2, 1);
+        let first = slots.take(SLOT_WAIT).await.expect("room at home");
+        let second = slots
+            .take(SLOT_WAIT)
+            .await
+            .expect("room in the other engine");
+        assert_ne!(first.engine, second.engine);
+        assert!(slots.take(SLOT_WAIT).await.is_none(), "both pools full");
+        drop(second);
+        assert!(slots.take(SLOT_WAIT).await.is_some(), "a slot given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_a_slot_freed_within_the_wait_and_no_longer() {
+        let slots = Slots::new(1, 1);
+        let held = slots.take(SLOT_WAIT).await.unwrap();
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take(SLOT_WAIT).await.map(|slot| slot.engine) }
+        });
+        tokio::time::sleep(SLOT_WAIT / 2).await;
+        drop(held);
+        assert_eq!(waiting.await.unwrap(), Some(0));
+
+        let _held = slots.take(SLOT_WAIT).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(slots.take(SLOT_WAIT).await.is_none());
+        assert_eq!(started.elapsed(), SLOT_WAIT, "gave up at the wait");
+    }
 }

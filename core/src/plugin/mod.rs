@@ -3,6 +3,8 @@
 //! environment or network (WASI deny-by-default), a memory limit, and a
 //! deadline. A trap, deadline or limit answers that one request 500 and is
 //! logged and counted under the plugin's name; the server keeps serving.
+//! Calls at once are bounded by what the engines' pools hold; past that a
+//! request waits briefly, then is answered 503 and counted as busy.
 //! The host speaks the newest contract; older plugins are adapted to it.
 //! Each version is a module (`v0_1`, `v0_2`) holding its bindings, its
 //! conversions to the newest types and its linking; [`Version`] names them,
@@ -78,6 +80,12 @@ pub struct PluginSpec {
 /// Why a call produced no answer.
 #[derive(Debug)]
 pub enum Failure {
+    /// No room: every slot stayed taken for [`engine::SLOT_WAIT`], or the
+    /// pool was full at instantiation all the same. Not a call.
+    Busy,
+    /// It could not be instantiated (its memory's minimum above
+    /// `limits.memory`, a trap in its start-up code).
+    Instantiation(String),
     /// The guest trapped (a panic, an out-of-bounds access, the memory limit).
     Trap(String),
     /// It ran past `limits.timeout`.
@@ -89,6 +97,8 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Failure::Busy => write!(f, "had no room: every instance slot was taken"),
+            Failure::Instantiation(cause) => write!(f, "could not be instantiated: {cause}"),
             Failure::Trap(cause) => write!(f, "trapped: {cause}"),
             Failure::Timeout(limit) => write!(f, "ran past its {} ms deadline", limit.as_millis()),
             Failure::Guest(message) => write!(f, "returned an error: {message}"),
@@ -96,10 +106,32 @@ impl std::fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// An instantiation error: a full pool is busy, like a full set of
+    /// slots (same cause, same remedy: retry); anything else is the plugin's.
+    fn instantiation(error: wasmtime::Error) -> Self {
+        if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+            Failure::Busy
+        } else {
+            Failure::Instantiation(error.root_cause().to_string())
+        }
+    }
+
+    /// The root cause ("wasm `unreachable` instruction executed", "forcing
+    /// trap when growing memory…"), without the backtrace.
+    fn trap(error: wasmtime::Error) -> Self {
+        Failure::Trap(error.root_cause().to_string())
+    }
+}
+
 /// Calls and failures, by kind.
 #[derive(Default)]
 pub struct PluginStats {
+    /// Calls made, whatever their outcome (busy requests made none).
     pub calls: AtomicU64,
+    /// Requests answered 503 for want of room, without a call.
+    pub busy: AtomicU64,
+    pub instantiation_failures: AtomicU64,
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
     pub errors: AtomicU64,
@@ -193,11 +225,27 @@ pub struct Plugin {
     pub name: String,
     /// One per engine shard, in shard order.
     pres: Vec<Pre>,
+    slots: engine::Slots,
     shared: Arc<Shared>,
     timeout: Duration,
     memory: usize,
     pub max_age: Option<Duration>,
     pub stats: PluginStats,
+}
+
+/// One call's store and its room in the pool. The store (and so the
+/// instance) is dropped first, back into the pool, then the slot.
+struct Call<'a> {
+    store: Store<State>,
+    pre: &'a Pre,
+    _slot: engine::Slot,
+}
+
+impl Call<'_> {
+    async fn instantiate(&mut self) -> Result<Instance, Failure> {
+        let instance = self.pre.instantiate(&mut self.store).await;
+        instance.map_err(Failure::instantiation)
+    }
 }
 
 struct Shared {
@@ -258,6 +306,7 @@ impl Plugin {
             }),
             name: spec.name,
             pres,
+            slots: engine.slots(),
             timeout: spec.timeout,
             memory: spec.memory,
             max_age: spec.max_age,
@@ -269,9 +318,13 @@ impl Plugin {
         self.pres[0].is_credential_source()
     }
 
-    /// This thread's instantiation, and a fresh store for it.
-    fn start(&self) -> (&Pre, Store<State>) {
-        let pre = &self.pres[engine::shard(self.pres.len())];
+    /// A slot (or [`Failure::Busy`] when none comes within
+    /// [`engine::SLOT_WAIT`]), and a fresh store in its engine.
+    async fn start(&self) -> Result<Call<'_>, Failure> {
+        let Some(slot) = self.slots.take(engine::SLOT_WAIT).await else {
+            return Err(self.failed(Failure::Busy));
+        };
+        let pre = &self.pres[slot.engine];
         let state = State {
             wasi: WasiCtx::builder().allow_tcp(false).allow_udp(false).build(),
             table: ResourceTable::new(),
@@ -287,50 +340,68 @@ impl Plugin {
         // timeout around the call, which drops (and so stops) the instance.
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        (pre, store)
+        Ok(Call {
+            store,
+            pre,
+            _slot: slot,
+        })
     }
 
     pub async fn resolve(&self, request: types::Request) -> Result<types::Answer, Failure> {
-        let (pre, mut store) = self.start();
-        let call = async {
-            let instance = pre.instantiate(&mut store).await?;
-            instance.resolve(&mut store, request).await
+        let mut call = self.start().await?;
+        let run = async {
+            let instance = call.instantiate().await?;
+            let answer = instance.resolve(&mut call.store, request).await;
+            answer.map_err(Failure::trap)
         };
-        self.finish(tokio::time::timeout(self.timeout, call).await)
+        self.finish(tokio::time::timeout(self.timeout, run).await)
     }
 
     pub async fn credentials(&self) -> Result<types::Credentials, Failure> {
-        let (pre, mut store) = self.start();
-        let call = async {
-            let instance = pre.instantiate(&mut store).await?;
-            instance.fetch(&mut store).await
+        let mut call = self.start().await?;
+        let run = async {
+            let instance = call.instantiate().await?;
+            let credentials = instance.fetch(&mut call.store).await;
+            credentials.map_err(Failure::trap)
         };
-        self.finish(tokio::time::timeout(self.timeout, call).await)
+        self.finish(tokio::time::timeout(self.timeout, run).await)
     }
 
     fn finish<T>(
         &self,
-        outcome: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
+        outcome: Result<Result<Result<T, String>, Failure>, tokio::time::error::Elapsed>,
     ) -> Result<T, Failure> {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let failure = match outcome {
-            Ok(Ok(Ok(answer))) => return Ok(answer),
-            Ok(Ok(Err(message))) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                Failure::Guest(message)
+            Ok(Ok(Ok(answer))) => {
+                self.stats.calls.fetch_add(1, Ordering::Relaxed);
+                return Ok(answer);
             }
-            Ok(Err(trap)) => {
-                self.stats.traps.fetch_add(1, Ordering::Relaxed);
-                // The root cause ("wasm `unreachable` instruction executed",
-                // "forcing trap when growing memory…"), without the backtrace.
-                Failure::Trap(trap.root_cause().to_string())
-            }
-            Err(_) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Failure::Timeout(self.timeout)
-            }
+            Ok(Ok(Err(message))) => Failure::Guest(message),
+            Ok(Err(failure)) => failure,
+            Err(_) => Failure::Timeout(self.timeout),
         };
-        tracing::warn!(plugin = %self.name, cause = %failure, "plugin call failed");
-        Err(failure)
+        Err(self.failed(failure))
+    }
+
+    /// Counts and logs a failure.
+    fn failed(&self, failure: Failure) -> Failure {
+        let stats = &self.stats;
+        let counter = match failure {
+            Failure::Busy => &stats.busy,
+            Failure::Instantiation(_) => &stats.instantiation_failures,
+            Failure::Trap(_) => &stats.traps,
+            Failure::Timeout(_) => &stats.timeouts,
+            Failure::Guest(_) => &stats.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Failure::Busy = failure {
+            // Counted, not warned: under overload a line per refusal would
+            // add to the load; the metric shows it.
+            tracing::debug!(plugin = %self.name, cause = %failure, "plugin call refused");
+        } else {
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(plugin = %self.name, cause = %failure, "plugin call failed");
+        }
+        failure
     }
 }

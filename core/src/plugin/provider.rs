@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 
 use super::cache::AnswerCache;
-use super::{types, Plugin};
+use super::{types, Failure, Plugin};
 use crate::provider::{Provider, Request, Resolved, TEXT};
 
 pub struct WasmProvider {
@@ -55,8 +55,10 @@ impl Provider for WasmProvider {
                 .collect(),
             client: request.peer.to_string(),
         };
-        let Ok(answer) = self.plugin.resolve(guest_request).await else {
-            return Resolved::Failed;
+        let answer = match self.plugin.resolve(guest_request).await {
+            Ok(answer) => answer,
+            Err(Failure::Busy) => return Resolved::Busy,
+            Err(_) => return Resolved::Failed,
         };
         let answered = resolved(answer.response);
         if reusable {

@@ -40,6 +40,9 @@ pub enum Resolved {
     /// The provider failed (a plugin trapped or ran out of time): 500, which
     /// IMDS clients retry.
     Failed,
+    /// No room to answer now (every plugin slot taken): 503, which IMDS
+    /// clients retry too.
+    Busy,
 }
 
 impl Resolved {

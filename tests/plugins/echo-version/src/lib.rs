@@ -1,9 +1,10 @@
 //! Serves `version` from its config, so one wasm can stand for several
 //! versions of a plugin (e.g. across a config reload), and `nonce`, a
 //! number drawn afresh by every instance, so a test can tell a reused
-//! answer from a new call. `slow` answers the version after 300 ms, so a
-//! test can reload while requests are inside a call. Every answer carries
-//! the config's `max_age` (default 0).
+//! answer from a new call. `slow` answers the version after the config's
+//! `slow_ms` (default 300), so a test can reload while requests are inside
+//! a call, or fill the host's pool. Every answer carries the config's
+//! `max_age` (default 0).
 
 wit_bindgen::generate!({ world: "metadata-plugin", path: "../../../wit/v0.2.0" });
 
@@ -38,7 +39,8 @@ impl Guest for EchoVersion {
             "" => Response::Directory(vec!["version".into(), "nonce".into()]),
             "version" => text(version),
             "slow" => {
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                let slow_ms = config["slow_ms"].as_u64().unwrap_or(300);
+                std::thread::sleep(std::time::Duration::from_millis(slow_ms));
                 text(version)
             }
             // Seeded from WASI's random source, new in every instance.
