@@ -60,10 +60,12 @@ use crate::provider::Lookup;
 use contract::Contract;
 pub use contract::{Version, WIT_PACKAGE};
 pub use engine::PluginEngine;
+pub use latest::types;
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
-/// The newest contract's types, which the host works in.
-pub use v0_2::types;
+/// The newest contract, whose types the host works in and whose `host`
+/// interface it implements; older versions convert to it.
+use v0_2 as latest;
 
 /// What `[[plugins]]` says about one plugin.
 pub struct PluginSpec {

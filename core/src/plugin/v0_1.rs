@@ -5,8 +5,7 @@
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
-use super::v0_2 as latest;
-use super::State;
+use super::{latest, State};
 
 bindings!("../wit/v0.1.0");
 
