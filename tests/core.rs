@@ -1467,8 +1467,13 @@ fn the_image_runs_its_binary_from_scratch() {
 
     let config = "[[plugins]]\nmount = \"/latest/meta-data/public-keys\"\nwasm = \"/plugins/public_keys.wasm\"\nconfig = { keys = [] }\n";
     std::fs::write(root.path().join("ersatz.toml"), config).unwrap();
+    // Found before the environment is cleared for the image's binary.
+    let chroot_bin = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chroot (coreutils) is installed");
     let chroot = |args: &[&str]| {
-        let output = std::process::Command::new("chroot")
+        let output = std::process::Command::new(chroot_bin)
             .arg(root.path())
             .arg("/ersatz")
             .args(args)
