@@ -7,7 +7,7 @@ use wasmtime::{Engine, Store};
 
 use super::{latest, State};
 
-bindings!("../wit/v0.1.0");
+bindings!("wit/v0.1.0");
 
 pub const VERSION: &str = "0.1.0";
 

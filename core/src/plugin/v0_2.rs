@@ -6,7 +6,7 @@ use wasmtime::{Engine, Store};
 
 use super::State;
 
-bindings!("../wit/v0.2.0");
+bindings!("wit/v0.2.0");
 
 pub const VERSION: &str = "0.2.0";
 
