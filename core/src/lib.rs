@@ -61,8 +61,12 @@ pub mod instance;
 pub mod listener;
 #[doc(hidden)]
 pub mod normalise;
+#[cfg(feature = "plugins")]
 #[doc(hidden)]
 pub mod plugin;
+#[cfg(not(feature = "plugins"))]
+#[path = "plugin/absent.rs"]
+mod plugin;
 #[doc(hidden)]
 pub mod provider;
 #[doc(hidden)]

@@ -389,17 +389,7 @@ fn build_metadata(
     let mut plugins = Vec::new();
     for ((i, plugin), mount) in config.plugins.iter().enumerate().zip(mounts) {
         let engine = engine.expect("an engine exists when plugins are configured");
-        let spec = PluginSpec {
-            name: plugin.name(),
-            wasm: plugin.wasm.clone(),
-            config: plugin
-                .config
-                .as_ref()
-                .map_or_else(|| "{}".into(), |c| c.to_string()),
-            timeout: plugin.limits.timeout.0,
-            memory: plugin.limits.memory.0,
-            max_age: plugin.limits.max_age.map(|age| age.0),
-        };
+        let spec = PluginSpec::from_config(plugin);
         let loaded_plugin = Plugin::load(engine, spec, tree.clone())
             .map_err(|reason| loaded.error(&format!("plugins.{i}.wasm"), reason))?;
         tracing::info!(plugin = %loaded_plugin.name, mount = mount.as_deref().unwrap_or("(none)"), "plugin loaded");

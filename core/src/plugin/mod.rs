@@ -45,10 +45,11 @@ pub mod contract;
 mod engine;
 mod provider;
 mod source;
+mod spec;
 mod v0_1;
 mod v0_2;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,21 +64,10 @@ pub use engine::PluginEngine;
 pub use latest::types;
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
+pub use spec::{PluginSpec, PluginStats};
 /// The newest contract, whose types the host works in and whose `host`
 /// interface it implements; older versions convert to it.
 use v0_2 as latest;
-
-/// What `[[plugins]]` says about one plugin.
-pub struct PluginSpec {
-    pub name: String,
-    pub wasm: std::path::PathBuf,
-    /// The `config` table, as JSON.
-    pub config: String,
-    pub timeout: Duration,
-    pub memory: usize,
-    /// The longest an answer is reused, whatever the plugin says.
-    pub max_age: Option<Duration>,
-}
 
 /// Why a call produced no answer.
 #[derive(Debug)]
@@ -124,21 +114,6 @@ impl Failure {
     fn trap(error: wasmtime::Error) -> Self {
         Failure::Trap(error.root_cause().to_string())
     }
-}
-
-/// Calls and failures, by kind.
-#[derive(Default)]
-pub struct PluginStats {
-    /// Calls made, whatever their outcome (busy requests made none).
-    pub calls: AtomicU64,
-    /// Requests answered 503 for want of room, without a call.
-    pub busy: AtomicU64,
-    pub instantiation_failures: AtomicU64,
-    pub traps: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub errors: AtomicU64,
-    /// Requests answered with an earlier answer, without a call.
-    pub cache_hits: AtomicU64,
 }
 
 /// What a metadata plugin answers when asked for credentials.
