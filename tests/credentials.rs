@@ -581,6 +581,12 @@ fn exec_hands_a_command_container_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ersatz.toml");
     std::fs::write(&config, static_role_config(&moto.url)).unwrap();
+    let developer_keys = dir.path().join("credentials");
+    std::fs::write(
+        &developer_keys,
+        "[default]\naws_access_key_id = AKIADEVELOPERSOWNKEY\naws_secret_access_key = y\n",
+    )
+    .unwrap();
     let script = "import boto3, json, os, sys\n\
         s = boto3.Session(region_name='us-east-1')\n\
         c = s.get_credentials()\n\
@@ -600,10 +606,16 @@ fn exec_hands_a_command_container_credentials() {
             &moto.url,
         ],
         &[
+            // Everything a developer's own setup could slip in ahead of the
+            // container endpoint: keys, a profile, a credentials file.
             ("AWS_ACCESS_KEY_ID", "AKIASHOULDBEREMOVED1"),
             ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("AWS_PROFILE", "default"),
             ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                developer_keys.to_str().unwrap(),
+            ),
         ],
     );
     assert_eq!(

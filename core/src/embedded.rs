@@ -53,6 +53,27 @@ use crate::client::AdminClient;
 use crate::config::{self, ConfigError, Layer, Overrides};
 use crate::server::{self, App, Keys, Loader, Running};
 
+/// Variables that would win over the endpoints ersatz hands out, in the AWS
+/// SDKs' credential chains (keys, a profile, web identity): remove them from
+/// the environment of a process that should use ersatz's role.
+pub const SHADOWING_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+];
+
+/// The shared credentials file (`~/.aws/credentials`) comes before the
+/// container endpoint in every SDK's chain, so its default profile would
+/// silently win: a process that should use ersatz's role reads none.
+/// (`~/.aws/config`, with the region, still applies.)
+pub const NO_SHARED_CREDENTIALS: [(&str, &str); 1] = [("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")];
+
 /// The entry point: `Server::builder()…start()`.
 pub struct Server;
 
@@ -148,9 +169,10 @@ impl Handle {
     }
 
     /// The variables that point AWS SDKs at this server: the IMDS endpoint,
-    /// and the container-credentials endpoint of the active role with its
-    /// token. Set them on a child process, or in this one before the SDK
-    /// loads its configuration.
+    /// the container-credentials endpoint of the active role with its token
+    /// (when a process on this host may read that role), and
+    /// [`NO_SHARED_CREDENTIALS`]. Set them on a child process, and remove
+    /// [`SHADOWING_VARIABLES`], as `ersatz exec` does; see [`Handle::apply`].
     pub fn env(&self) -> Vec<(String, String)> {
         let app = &self.running().reloader.app();
         let alias = app.roles.active();
@@ -158,17 +180,25 @@ impl Handle {
             "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_owned(),
             self.metadata_url().to_owned(),
         )];
-        if app.roles.get(&alias).is_some() {
+        if let Ok(token) = app.container_token(&alias) {
             vars.push((
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_owned(),
                 format!("{}/ecs/{alias}", self.metadata_url()),
             ));
-            vars.push((
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(),
-                app.container_token(&alias),
-            ));
+            vars.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(), token));
         }
+        let fixed = NO_SHARED_CREDENTIALS.iter();
+        vars.extend(fixed.map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         vars
+    }
+
+    /// Points `command` at this server: sets [`Handle::env`] and removes
+    /// [`SHADOWING_VARIABLES`].
+    pub fn apply(&self, command: &mut std::process::Command) {
+        command.envs(self.env());
+        for key in SHADOWING_VARIABLES {
+            command.env_remove(key);
+        }
     }
 
     /// The roles: which one is served, and what each is bound to.
@@ -327,7 +357,9 @@ impl Events<'_> {
 /// Whole seconds, as the admin API reads durations (rounded up, so that a
 /// short non-zero wait stays non-zero).
 fn seconds(duration: Duration) -> String {
-    let whole = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    let whole = duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0));
     format!("{whole}s")
 }
 

@@ -78,5 +78,5 @@ pub mod snapshot;
 
 pub mod embedded;
 
-pub use config::{ConfigError, Layer};
+pub use config::ConfigError;
 pub use embedded::{Builder, Error, Handle, Server};

@@ -170,9 +170,23 @@ impl App {
         Ok((app, admin))
     }
 
-    /// The token a container presents for `alias` at `/ecs/ALIAS`.
-    pub fn container_token(&self, alias: &str) -> String {
-        self.ecs_tokens.token_for(alias)
+    /// The token a process on this host presents for `alias` at
+    /// `/ecs/ALIAS`, or why it would get nothing there.
+    pub fn container_token(&self, alias: &str) -> Result<String, String> {
+        if self.roles.get(alias).is_none() {
+            let defined = self.roles.aliases().join(", ");
+            return Err(format!("no role named \"{alias}\" (defined: {defined})"));
+        }
+        // The process connects from loopback; [[clients]] applies to it as
+        // to any client, so say so now rather than hand it a role it
+        // cannot read.
+        let loopback = std::net::Ipv4Addr::LOCALHOST.into();
+        if !self.imds.ecs.clients.allows(loopback, alias) {
+            return Err(format!(
+                "[[clients]] does not give 127.0.0.1 the role \"{alias}\", so the command would get no credentials: add an entry with cidr = \"127.0.0.1\" and role = \"{alias}\""
+            ));
+        }
+        Ok(self.ecs_tokens.token_for(alias))
     }
 
     /// The metadata service of a new configuration, keeping this one's

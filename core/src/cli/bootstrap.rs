@@ -25,7 +25,10 @@ impl Bootstrap {
             from_environment()?
         };
         if let Some(source) = self.source {
-            body["Source"] = source.into();
+            let Some(fields) = body.as_object_mut() else {
+                return Err("the credentials must be a JSON object: {\"AccessKeyId\",\"SecretAccessKey\",\"Token\"}".into());
+            };
+            fields.insert("Source".into(), source.into());
         }
         let answer = remote(admin, |client| async move {
             let call = client.call(Method::POST, "/bootstrap/creds", Some(body.to_string()));

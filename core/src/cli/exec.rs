@@ -13,6 +13,7 @@ use super::remote::{expect_ok, json, remote, roles_of, AdminArgs};
 use super::{runtime, Failure};
 use crate::client::AdminClient;
 use crate::config::{self, Loaded, Overrides};
+use crate::embedded;
 use crate::listener;
 use crate::server::{App, Keys};
 
@@ -89,26 +90,7 @@ async fn exec(
     .await?;
     let url = format!("http://{}", bound.local_addr()?);
     let alias = role.unwrap_or_else(|| app.roles.active());
-    if app.roles.get(&alias).is_none() {
-        return Err(format!(
-            "no role named \"{alias}\" (defined: {})",
-            app.roles.aliases().join(", ")
-        )
-        .into());
-    }
-    // The child connects from loopback; [[clients]] applies to it as to
-    // any client, so say so now rather than hand it a role it cannot read.
-    if !app
-        .imds
-        .ecs
-        .clients
-        .allows(std::net::Ipv4Addr::LOCALHOST.into(), &alias)
-    {
-        return Err(format!(
-            "[[clients]] does not give 127.0.0.1 the role \"{alias}\", so the command would get no credentials: add an entry with cidr = \"127.0.0.1\" and role = \"{alias}\""
-        )
-        .into());
-    }
+    let token = app.container_token(&alias)?;
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(listener::serve(
         bound,
@@ -117,12 +99,7 @@ async fn exec(
         Arc::new(GracefulShutdown::new()),
         listener::Limits::of(&loaded.config.server),
     ));
-    let code = run_with_container_credentials(
-        &format!("{url}/ecs/{alias}"),
-        &app.imds.ecs.tokens.token_for(&alias),
-        command,
-    )
-    .await;
+    let code = run_with_container_credentials(&format!("{url}/ecs/{alias}"), &token, command).await;
     let _ = stop.send(true);
     let _ = server.await;
     code
@@ -142,13 +119,10 @@ async fn run_with_container_credentials(
         .args(args)
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token);
-    for key in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    ] {
+    for (key, value) in embedded::NO_SHARED_CREDENTIALS {
+        child.env(key, value);
+    }
+    for key in embedded::SHADOWING_VARIABLES {
         child.env_remove(key);
     }
     let status = child

@@ -66,8 +66,14 @@ pub fn roles_of(body: &str) -> Result<Vec<String>, Failure> {
         .unwrap_or_default())
 }
 
-/// An answer that must be JSON.
+/// An answer that must be JSON. The body is not quoted in the error: some
+/// answers (`/ecs`) carry tokens.
 pub fn json(body: &str) -> Result<serde_json::Value, Failure> {
-    serde_json::from_str(body)
-        .map_err(|e| Failure::Failed(format!("unexpected answer {body:?}: {e}")))
+    serde_json::from_str(body).map_err(|e| {
+        Failure::Failed(format!(
+            "the server's answer is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
 }

@@ -348,8 +348,9 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     finish(apply_overrides(figment, overrides)?)
 }
 
-/// A layer of configuration given in code, as the library's builder takes it.
-#[derive(Debug, Clone)]
+/// A layer of configuration given in code, as the library's builder takes
+/// it. No `Debug`: the text may hold secrets.
+#[derive(Clone)]
 pub enum Layer {
     /// A file, as `--config` reads it.
     File(PathBuf),

@@ -117,3 +117,26 @@ fn version_of(name: &str) -> &str {
     name.rsplit_once('@')
         .map_or("no version", |(_, version)| version)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Version::ALL` is written by hand: a contract folder in `wit/`
+    /// without its version here (or the reverse) would load as "unknown".
+    #[test]
+    fn every_contract_folder_has_a_version_and_back() {
+        let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
+        let mut folders: Vec<String> = std::fs::read_dir(&wit)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_prefix('v').map(str::to_owned))
+            .collect();
+        folders.sort();
+        let versions: Vec<String> = Version::ALL.iter().map(|v| v.number().to_owned()).collect();
+        assert_eq!(
+            folders, versions,
+            "wit/ folders vs Version::ALL (oldest first)"
+        );
+    }
+}
