@@ -114,8 +114,8 @@ impl Builder {
     /// multi-threaded: signing and plugin compilation block a thread).
     pub async fn start(self) -> Result<Handle, Error> {
         let state = TempDir::create()?;
-        // Lowest of the given layers, so a configured state_dir wins.
-        let mut layers = vec![Layer::Value(
+        // Below the given layers, so a configured state_dir wins.
+        let mut layers = vec![Layer::Fallback(
             json!({ "server": { "state_dir": state.path() } }),
         )];
         layers.extend(self.layers);

@@ -358,6 +358,9 @@ pub enum Layer {
     Toml(String),
     /// Any value shaped like the configuration (a JSON object).
     Value(serde_json::Value),
+    /// The library's own choices (a private state directory): right above
+    /// the embedded defaults, below every layer the caller gives.
+    Fallback(serde_json::Value),
 }
 
 /// Embedded defaults < each layer in order < `overrides`. No `ERSATZ_…`
@@ -366,13 +369,49 @@ pub enum Layer {
 pub fn load_layers(layers: &[Layer], overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
     for layer in layers {
+        if let Layer::Fallback(value) = layer {
+            let name = "the embedded server's own default".to_owned();
+            figment = figment.merge(Named::new(name, Serialized::globals(value)));
+        }
+    }
+    let given = layers.iter().filter(|l| !matches!(l, Layer::Fallback(_)));
+    for (i, layer) in given.enumerate() {
+        // Errors name the layer as the caller counts them, from 1.
+        let name = |kind: &str| format!("builder layer {} ({kind})", i + 1);
         figment = match layer {
             Layer::File(file) => figment.merge(file_provider(file)?),
-            Layer::Toml(text) => figment.merge(Toml::string(text)),
-            Layer::Value(value) => figment.merge(Serialized::globals(value)),
+            Layer::Toml(text) => figment.merge(Named::new(name("TOML"), Toml::string(text))),
+            Layer::Value(value) => {
+                figment.merge(Named::new(name("value"), Serialized::globals(value)))
+            }
+            Layer::Fallback(_) => figment,
         };
     }
     finish(apply_overrides(figment, overrides)?)
+}
+
+/// A provider under a name of our choosing, so errors say which layer.
+struct Named<P> {
+    name: String,
+    inner: P,
+}
+
+impl<P> Named<P> {
+    fn new(name: String, inner: P) -> Self {
+        Self { name, inner }
+    }
+}
+
+impl<P: figment::Provider> figment::Provider for Named<P> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name.clone())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.inner.data()
+    }
 }
 
 /// The merged layers as a checked configuration.

@@ -187,44 +187,53 @@ fn cache_name(engine: &Engine, wasm: &[u8]) -> String {
 /// Room in the engines' pools, one permit per instance a pool holds. A
 /// call holds one until its store, and so its instance, is gone, so that
 /// instantiation never finds a pool full.
+///
+/// Two levels: `any` counts room in every pool together, and is what a
+/// call waits on, so that room freed in any engine ends a wait; a call
+/// holding an `any` permit always finds an engine with room, since engine
+/// permits in use never outnumber `any` permits in use.
 #[derive(Clone)]
-pub struct Slots(Arc<[Arc<Semaphore>]>);
+pub struct Slots {
+    any: Arc<Semaphore>,
+    engines: Arc<[Arc<Semaphore>]>,
+}
 
 /// Room for one call in one engine's pool, until dropped.
 pub struct Slot {
     /// Which engine's pool.
     pub engine: usize,
     _permit: OwnedSemaphorePermit,
+    _any: OwnedSemaphorePermit,
 }
 
 impl Slots {
     fn new(engines: usize, each: usize) -> Self {
-        Self(
-            (0..engines)
+        Self {
+            any: Arc::new(Semaphore::new(engines * each)),
+            engines: (0..engines)
                 .map(|_| Arc::new(Semaphore::new(each)))
                 .collect(),
-        )
+        }
     }
 
     /// Room in this thread's engine, else in any engine with some (any
-    /// engine serves any thread); when all are full, waits up to `wait`
-    /// for this thread's. `None`: no room.
+    /// engine serves any thread), waiting up to `wait` for room anywhere.
+    /// `None`: no room.
     pub async fn take(&self, wait: Duration) -> Option<Slot> {
-        let engines = self.0.len();
+        let waiting = self.any.clone().acquire_owned();
+        let any = tokio::time::timeout(wait, waiting).await.ok()?.ok()?;
+        let engines = self.engines.len();
         let home = shard(engines);
-        for engine in (home..home + engines).map(|i| i % engines) {
-            if let Ok(permit) = self.0[engine].clone().try_acquire_owned() {
-                return Some(Slot {
-                    engine,
-                    _permit: permit,
-                });
-            }
-        }
-        let waiting = self.0[home].clone().acquire_owned();
-        let permit = tokio::time::timeout(wait, waiting).await.ok()?.ok()?;
+        let (engine, permit) = (home..home + engines)
+            .map(|i| i % engines)
+            .find_map(|engine| {
+                let permit = self.engines[engine].clone().try_acquire_owned().ok()?;
+                Some((engine, permit))
+            })?;
         Some(Slot {
-            engine: home,
+            engine,
             _permit: permit,
+            _any: any,
         })
     }
 }
@@ -279,6 +288,27 @@ mod tests {
         assert!(slots.take(SLOT_WAIT).await.is_none(), "both pools full");
         drop(second);
         assert!(slots.take(SLOT_WAIT).await.is_some(), "a slot given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_call_takes_room_freed_in_any_engine() {
+        let slots = Slots::new(2, 1);
+        let home = slots.take(SLOT_WAIT).await.unwrap();
+        let other = slots.take(SLOT_WAIT).await.unwrap();
+        // Spawned on this same thread, so its home engine is `home`'s.
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take(SLOT_WAIT).await.map(|slot| slot.engine) }
+        });
+        tokio::time::sleep(SLOT_WAIT / 2).await;
+        let freed = other.engine;
+        drop(other);
+        assert_eq!(
+            waiting.await.unwrap(),
+            Some(freed),
+            "room in the other engine ends the wait"
+        );
+        drop(home);
     }
 
     #[tokio::test(start_paused = true)]
