@@ -41,12 +41,23 @@ impl AccessLog {
     /// changing anything: an existing file must open for appending; a new
     /// one needs a directory this process may write into.
     pub fn check(path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         if path.exists() {
+            // Non-blocking, so a FIFO nobody reads is an error, not a hang.
             return std::fs::OpenOptions::new()
                 .append(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(path)
                 .map(drop);
         }
+        // A dangling symlink: the file would be created at its target.
+        let target = std::fs::read_link(path)
+            .ok()
+            .map(|target| match path.parent() {
+                Some(parent) => parent.join(target),
+                None => target,
+            });
+        let path = target.as_deref().unwrap_or(path);
         let parent = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
@@ -111,5 +122,26 @@ mod tests {
     fn quotes_and_control_bytes_are_escaped() {
         assert_eq!(escape("/latest/meta-data/"), "/latest/meta-data/");
         assert_eq!(escape("/a\"b\\c\nd"), "/a\\x22b\\x5cc\\x0ad");
+    }
+    #[test]
+    fn check_refuses_a_fifo_nobody_reads_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("log");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(super::AccessLog::check(&fifo).is_err());
+    }
+
+    #[test]
+    fn check_follows_a_dangling_symlink_to_where_the_file_would_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let into_missing_dir = dir.path().join("a");
+        std::os::unix::fs::symlink("missing/log", &into_missing_dir).unwrap();
+        assert!(super::AccessLog::check(&into_missing_dir).is_err());
+        let into_this_dir = dir.path().join("b");
+        std::os::unix::fs::symlink("log", &into_this_dir).unwrap();
+        super::AccessLog::check(&into_this_dir).unwrap();
+        assert!(!dir.path().join("log").exists(), "check creates nothing");
     }
 }
