@@ -7,7 +7,6 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::imds::region::ImdsRegionProvider;
 use aws_credential_types::provider::ProvideCredentials;
@@ -24,7 +23,7 @@ const V1_DISABLED: &str = "[imds]\nv1 = \"disabled\"\n";
 // ---- real clients -------------------------------------------------------
 
 async fn aws_config_reads_instance_and_credentials(server: &Ersatz) {
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let client = common::imds_client(&server.url).build();
     let id = client.get("/latest/meta-data/instance-id").await.unwrap();
     let direct = server.get_v2("/latest/meta-data/instance-id").await;
     assert_eq!(id.as_ref(), direct.text());
