@@ -9,7 +9,6 @@ mod layers;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::imds::region::ImdsRegionProvider;
 use aws_credential_types::provider::ProvideCredentials;
@@ -26,7 +25,7 @@ const V1_DISABLED: &str = "[imds]\nv1 = \"disabled\"\n";
 // ---- real clients -------------------------------------------------------
 
 async fn aws_config_reads_instance_and_credentials(url: &str) {
-    let client = ImdsClient::builder().endpoint(url).unwrap().build();
+    let client = common::imds_client(url).build();
     let id = client.get("/latest/meta-data/instance-id").await.unwrap();
     let document = client
         .get("/latest/dynamic/instance-identity/document")

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
 use common::{ersatz, metric, python, run_python, send, Ersatz, FaultProxy, Moto};
@@ -63,9 +62,7 @@ async fn aws_config_credentials(server: &Ersatz) -> aws_credential_types::Creden
     // The SDK's 1 s read timeout, on 2 loaded cores, can be shorter than the
     // first AssumeRole against a just-started moto; what is tested here is
     // what the SDK reads, not how fast moto answers.
-    let client = ImdsClient::builder()
-        .endpoint(&server.url)
-        .unwrap()
+    let client = common::imds_client(&server.url)
         .read_timeout(Duration::from_secs(5))
         .build();
     ImdsCredentialsProvider::builder()

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use aws_config::imds::client::Client as ImdsClient;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
 use common::{ersatz, metric, python, run_python, send, wasm, Ersatz, Moto};
@@ -108,7 +107,7 @@ async fn shipped_plugins_serve_through_the_metadata_listener() {
     // The parent listing names each mount once, and the Rust SDK reads leaves.
     let listing = get("").await;
     assert_eq!(listing.lines().filter(|l| *l == "public-keys/").count(), 1);
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let client = common::imds_client(&server.url).build();
     let key = client
         .get("/latest/meta-data/public-keys/0/openssh-key")
         .await
@@ -345,7 +344,7 @@ source = "vault"
 "#,
         wasm("static_creds_v0_2").display()
     ));
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let client = common::imds_client(&server.url).build();
     let credentials = ImdsCredentialsProvider::builder()
         .imds_client(client)
         .build()
@@ -500,7 +499,7 @@ fn reusing() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_are_reused_per_client_for_their_max_age_and_never_across_a_reload() {
     let server = Ersatz::with_toml(&reusing());
-    let client = ImdsClient::builder().endpoint(&server.url).unwrap().build();
+    let client = common::imds_client(&server.url).build();
     let nonce = |mount: &'static str| {
         let client = &client;
         async move {

@@ -78,5 +78,10 @@ pub mod snapshot;
 
 pub mod embedded;
 
+/// The HTTPS client ersatz gives the AWS SDK, for our tests' SDK clients
+/// (the SDK is built without a default one).
+#[doc(hidden)]
+pub use credentials::https::client as sdk_http_client;
+
 pub use config::ConfigError;
 pub use embedded::{Builder, Error, Handle, Server};

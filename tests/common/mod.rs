@@ -25,6 +25,17 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The Rust SDK's IMDS client for `url`, with the HTTP client ersatz itself
+/// gives the SDK (ersatz builds the SDK without a default one).
+pub fn imds_client(url: &str) -> aws_config::imds::client::Builder {
+    let config = aws_config::provider_config::ProviderConfig::default()
+        .with_http_client(ersatz::sdk_http_client());
+    aws_config::imds::client::Client::builder()
+        .configure(&config)
+        .endpoint(url)
+        .unwrap()
+}
+
 /// A running `ersatz serve`, stopped when dropped.
 pub struct Ersatz {
     child: Child,

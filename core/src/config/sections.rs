@@ -11,7 +11,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// PEM private key (RSA recommended).
+    /// PEM RSA private key: PKCS #8 ("PRIVATE KEY") or PKCS #1 ("RSA PRIVATE KEY").
     pub key: Option<PathBuf>,
     /// PEM certificate for that key.
     pub certificate: Option<PathBuf>,

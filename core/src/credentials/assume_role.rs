@@ -54,6 +54,7 @@ impl AssumeRole {
         let mut config = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
+            .http_client(super::https::client())
             .credentials_provider(Caller(self.caller.clone()))
             // Ask our source every time: it does its own caching, and a
             // re-bootstrapped source must be used at once.

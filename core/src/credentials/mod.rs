@@ -7,6 +7,7 @@ mod bootstrap;
 pub mod build;
 mod cache;
 mod document;
+pub mod https;
 pub mod roles;
 mod sdk;
 mod static_source;

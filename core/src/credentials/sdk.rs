@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -41,7 +42,9 @@ impl SdkSource {
             Some(file) => files.with_file(ProfileFileKind::Credentials, file),
             None => files.include_default_credentials_file(true),
         };
-        let mut builder = ProfileFileCredentialsProvider::builder().profile_files(files.build());
+        let mut builder = ProfileFileCredentialsProvider::builder()
+            .configure(&with_https())
+            .profile_files(files.build());
         if let Some(profile) = profile {
             builder = builder.profile_name(profile);
         }
@@ -65,10 +68,17 @@ impl SdkSource {
             "Environment",
             EnvironmentVariableCredentialsProvider::new(),
         )
-        .or_else("Profile", ProfileFileCredentialsProvider::builder().build())
+        .or_else(
+            "Profile",
+            ProfileFileCredentialsProvider::builder()
+                .configure(&with_https())
+                .build(),
+        )
         .or_else(
             "WebIdentityToken",
-            WebIdentityTokenCredentialsProvider::builder().build(),
+            WebIdentityTokenCredentialsProvider::builder()
+                .configure(&with_https())
+                .build(),
         );
         Self {
             looks_in: LooksIn::Chain,
@@ -108,6 +118,12 @@ impl SdkSource {
             LooksIn::Chain => "give ersatz AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), or web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN)".to_owned(),
         }
     }
+}
+
+/// The SDK's defaults, with our HTTPS client for the calls a profile or web
+/// identity makes (STS, SSO).
+fn with_https() -> ProviderConfig {
+    ProviderConfig::default().with_http_client(super::https::client())
 }
 
 /// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.

@@ -12,19 +12,35 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::hash::MessageDigest;
-use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::sign::Signer;
-use openssl::stack::Stack;
-use openssl::x509::{X509Name, X509};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1v15;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
 use tokio::sync::OnceCell;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::der::asn1::{
+    Any, BitString, GeneralizedTime, Null, OctetString, SetOfVec, UtcTime, Utf8StringRef,
+};
+use x509_cert::der::oid::db::{rfc4519, rfc5911, rfc5912};
+use x509_cert::der::oid::ObjectIdentifier;
+use x509_cert::der::referenced::OwnedToRef;
+use x509_cert::der::{Decode, DecodePem, Encode, EncodePem};
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::time::{Time, Validity};
+use x509_cert::{Certificate, TbsCertificate, Version};
 
 use super::{Provider, Request, Resolved};
 use crate::state::StateDir;
@@ -32,6 +48,8 @@ use crate::state::StateDir;
 pub const MOUNT: &str = "dynamic/instance-identity";
 const KEY_FILE: &str = "identity.key";
 const CERT_FILE: &str = "identity.crt";
+/// A new certificate's lifetime, as `openssl req -days 3650`.
+const VALIDITY: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 
 /// Where the signing key and certificate come from.
 #[derive(Clone)]
@@ -42,9 +60,10 @@ pub enum KeySource {
     Files { key: PathBuf, certificate: PathBuf },
 }
 
+/// An RSA key and its certificate. No `Debug`: the key must never reach a log.
 pub struct IdentityKey {
-    key: PKey<Private>,
-    certificate: X509,
+    key: RsaPrivateKey,
+    certificate: Certificate,
 }
 
 impl IdentityKey {
@@ -52,13 +71,11 @@ impl IdentityKey {
         match source {
             KeySource::Files { key, certificate } => {
                 let key = read(key).and_then(|pem| {
-                    PKey::private_key_from_pem(&pem)
-                        .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))
+                    private_key_from_pem(&pem).map_err(|e| format!("{}: {e}", key.display()))
                 })?;
                 let certificate = read(certificate).and_then(|pem| {
-                    X509::from_pem(&pem).map_err(|e| {
-                        format!("{}: not a PEM certificate: {e}", certificate.display())
-                    })
+                    certificate_from_pem(&pem)
+                        .map_err(|e| format!("{}: {e}", certificate.display()))
                 })?;
                 Ok(Self { key, certificate })
             }
@@ -82,83 +99,224 @@ impl IdentityKey {
         }
         let created =
             Self::generate().map_err(|e| format!("cannot generate the identity key: {e}"))?;
+        // PKCS #8 ("PRIVATE KEY"), as OpenSSL wrote it before.
         let key_pem = created
             .key
-            .private_key_to_pem_pkcs8()
-            .map_err(|e| e.to_string())?;
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| format!("cannot encode the identity key: {e}"))?;
         let write = |name: &str, pem: &[u8]| {
             locked
                 .write(name, pem, true)
                 .map_err(|e| format!("cannot keep the identity key: {e}"))
         };
-        write(KEY_FILE, &key_pem)?;
+        write(KEY_FILE, key_pem.as_bytes())?;
         write(CERT_FILE, &created.certificate_pem())?;
         Ok(created)
     }
 
     fn from_pem(key: &[u8], certificate: &[u8]) -> Result<Self, String> {
         Ok(Self {
-            key: PKey::private_key_from_pem(key)
-                .map_err(|e| format!("not a PEM private key: {e}"))?,
-            certificate: X509::from_pem(certificate)
-                .map_err(|e| format!("not a PEM certificate: {e}"))?,
+            key: private_key_from_pem(key)?,
+            certificate: certificate_from_pem(certificate)?,
         })
     }
 
-    fn generate() -> Result<Self, openssl::error::ErrorStack> {
-        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-        let mut name = X509Name::builder()?;
-        name.append_entry_by_text("O", "ersatz")?;
-        name.append_entry_by_text("CN", "ersatz instance identity")?;
-        let name = name.build();
-        let mut serial = BigNum::new()?;
-        serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
-        let mut builder = X509::builder()?;
-        builder.set_version(2)?;
-        let serial = serial.to_asn1_integer()?;
-        builder.set_serial_number(&serial)?;
-        builder.set_subject_name(&name)?;
-        builder.set_issuer_name(&name)?;
-        builder.set_pubkey(&key)?;
-        let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(3650)?);
-        builder.set_not_before(&not_before)?;
-        builder.set_not_after(&not_after)?;
-        builder.sign(&key, MessageDigest::sha256())?;
-        Ok(Self {
-            key,
-            certificate: builder.build(),
-        })
+    /// A new RSA-2048 key and a self-signed certificate for it (version 3,
+    /// no extensions, 127-bit random serial, ten years from now), as
+    /// OpenSSL made them before.
+    fn generate() -> Result<Self, String> {
+        let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+            .map_err(|e| format!("RSA key generation failed: {e}"))?;
+        let name = ersatz_name()?;
+        let mut serial = [0u8; 16];
+        getrandom::getrandom(&mut serial)
+            .map_err(|e| format!("no randomness for a serial number: {e}"))?;
+        serial[0] &= 0x7f;
+        let now = SystemTime::now();
+        let public_key = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| e.to_string())?;
+        let tbs = TbsCertificate {
+            version: Version::V3,
+            serial_number: SerialNumber::new(&serial).map_err(|e| e.to_string())?,
+            signature: sha256_with_rsa(),
+            issuer: name.clone(),
+            validity: Validity {
+                not_before: time(now)?,
+                not_after: time(now + VALIDITY)?,
+            },
+            subject: name,
+            subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(public_key.as_bytes())
+                .map_err(|e| e.to_string())?,
+            issuer_unique_id: None,
+            subject_unique_id: None,
+            extensions: None,
+        };
+        let signed = pkcs1v15::SigningKey::<Sha256>::new(key.clone())
+            .try_sign(&tbs.to_der().map_err(|e| e.to_string())?)
+            .map_err(|e| format!("cannot sign the certificate: {e}"))?;
+        let certificate = Certificate {
+            tbs_certificate: tbs,
+            signature_algorithm: sha256_with_rsa(),
+            signature: BitString::from_bytes(&signed.to_bytes()).map_err(|e| e.to_string())?,
+        };
+        Ok(Self { key, certificate })
     }
 
     pub fn certificate_pem(&self) -> Vec<u8> {
-        self.certificate.to_pem().expect("a certificate encodes")
+        self.certificate
+            .to_pem(LineEnding::LF)
+            .expect("a certificate encodes")
+            .into_bytes()
     }
 
-    fn sign(&self, document: &[u8]) -> Result<Signed, openssl::error::ErrorStack> {
-        let mut signer = Signer::new(MessageDigest::sha256(), &self.key)?;
-        signer.update(document)?;
-        let signature = base64_lines(&signer.sign_to_vec()?, usize::MAX);
-        // No signed attributes (no signing time): the same key signs the same
-        // document to the same bytes, so replicas and replays agree. No
-        // certificate either, as AWS's: a verifier must bring the right one
-        // (`-certfile`), so a check with any other certificate fails.
-        let flags =
-            Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOATTR | Pkcs7Flags::NOCERTS;
-        let no_extra_certificates: Stack<X509> = Stack::new()?;
-        let pkcs7 = Pkcs7::sign(
-            &self.certificate,
-            &self.key,
-            &no_extra_certificates,
-            document,
-            flags,
-        )?;
-        let armoured = base64_lines(&pkcs7.to_der()?, 64);
+    fn sign(&self, document: &[u8]) -> Result<Signed, String> {
+        let certified = RsaPublicKey::try_from(
+            self.certificate
+                .tbs_certificate
+                .subject_public_key_info
+                .owned_to_ref(),
+        )
+        .map_err(|e| format!("the identity certificate has no RSA public key: {e}"))?;
+        if certified != self.key.to_public_key() {
+            return Err("the identity key does not match its certificate".to_owned());
+        }
+        let raw = pkcs1v15::SigningKey::<Sha256>::new(self.key.clone())
+            .try_sign(document)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        let signature = base64_lines(&raw, usize::MAX);
+        let pkcs7 = pkcs7_detached(&self.certificate, &raw).map_err(|e| e.to_string())?;
+        let armoured = base64_lines(&pkcs7, 64);
         Ok(Signed {
             signature: Bytes::from(signature),
             pkcs7: Bytes::from(armoured.clone()),
             rsa2048: Bytes::from(armoured),
         })
     }
+}
+
+/// Detached PKCS #7 SignedData over a document whose RSA SHA-256
+/// `signature` is given, as OpenSSL's `PKCS7_sign` with DETACHED, BINARY,
+/// NOATTR and NOCERTS wrote it. No signed attributes (no signing time): the
+/// same key signs the same document to the same bytes, so replicas and
+/// replays agree. No certificate either, as AWS's: a verifier must bring the
+/// right one (`-certfile`), so a check with any other certificate fails.
+fn pkcs7_detached(
+    certificate: &Certificate,
+    signature: &[u8],
+) -> Result<Vec<u8>, x509_cert::der::Error> {
+    let sha256 = algorithm(rfc5912::ID_SHA_256)?;
+    let signer = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: certificate.tbs_certificate.issuer.clone(),
+            serial_number: certificate.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: sha256.clone(),
+        signed_attrs: None,
+        signature_algorithm: algorithm(rfc5912::RSA_ENCRYPTION)?,
+        signature: OctetString::new(signature)?,
+        unsigned_attrs: None,
+    };
+    let signed_data = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![sha256])?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: rfc5911::ID_DATA,
+            econtent: None,
+        },
+        certificates: None,
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer])?),
+    };
+    ContentInfo {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&signed_data)?,
+    }
+    .to_der()
+}
+
+/// An algorithm with NULL parameters, as OpenSSL writes RSA and SHA-256.
+fn algorithm(oid: ObjectIdentifier) -> Result<AlgorithmIdentifierOwned, x509_cert::der::Error> {
+    Ok(AlgorithmIdentifierOwned {
+        oid,
+        parameters: Some(Any::encode_from(&Null)?),
+    })
+}
+
+fn sha256_with_rsa() -> AlgorithmIdentifierOwned {
+    algorithm(rfc5912::SHA_256_WITH_RSA_ENCRYPTION).expect("NULL encodes")
+}
+
+/// `O=ersatz, CN=ersatz instance identity`, in UTF8Strings.
+fn ersatz_name() -> Result<Name, String> {
+    let rdn = |oid: ObjectIdentifier, value: &str| -> Result<RelativeDistinguishedName, String> {
+        let value = Utf8StringRef::new(value).map_err(|e| e.to_string())?;
+        let attribute = AttributeTypeAndValue {
+            oid,
+            value: Any::encode_from(&value).map_err(|e| e.to_string())?,
+        };
+        SetOfVec::try_from(vec![attribute])
+            .map(RelativeDistinguishedName)
+            .map_err(|e| e.to_string())
+    };
+    Ok(RdnSequence(vec![
+        rdn(rfc4519::O, "ersatz")?,
+        rdn(rfc4519::CN, "ersatz instance identity")?,
+    ]))
+}
+
+/// UTCTime through 2049, GeneralizedTime after, as RFC 5280 (and OpenSSL) do.
+fn time(at: SystemTime) -> Result<Time, String> {
+    UtcTime::from_system_time(at)
+        .map(Time::UtcTime)
+        .or_else(|_| GeneralizedTime::from_system_time(at).map(Time::GeneralTime))
+        .map_err(|e| format!("cannot encode the time {at:?}: {e}"))
+}
+
+/// The first `-----BEGIN {label}-----` block of `text`, through its END
+/// line; text around it is ignored, as OpenSSL ignores it.
+fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = start + text[start..].find(&end)? + end.len();
+    Some(&text[start..stop])
+}
+
+/// An unencrypted RSA private key in PEM: PKCS #8 ("PRIVATE KEY", which
+/// ersatz writes) or PKCS #1 ("RSA PRIVATE KEY", `openssl genrsa -traditional`).
+/// Errors never quote the key.
+fn private_key_from_pem(pem: &[u8]) -> Result<RsaPrivateKey, String> {
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| "not a PEM private key: the file is not text".to_owned())?;
+    if let Some(block) = pem_block(text, "PRIVATE KEY") {
+        return RsaPrivateKey::from_pkcs8_pem(block)
+            .map_err(|e| format!("not an RSA private key (ersatz signs with RSA keys only): {e}"));
+    }
+    if let Some(block) = pem_block(text, "RSA PRIVATE KEY") {
+        return RsaPrivateKey::from_pkcs1_pem(block)
+            .map_err(|e| format!("not a usable PEM RSA private key: {e}"));
+    }
+    Err(if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        "an encrypted private key: give ersatz the key unencrypted (openssl pkey -in KEY -out PLAIN)"
+            .to_owned()
+    } else if text.contains("-----BEGIN EC PRIVATE KEY-----") {
+        "an EC private key: ersatz signs with RSA keys only".to_owned()
+    } else {
+        "not a PEM private key: no \"PRIVATE KEY\" or \"RSA PRIVATE KEY\" block".to_owned()
+    })
+}
+
+/// The first certificate of a PEM file.
+fn certificate_from_pem(pem: &[u8]) -> Result<Certificate, String> {
+    let block = std::str::from_utf8(pem)
+        .ok()
+        .and_then(|text| pem_block(text, "CERTIFICATE"))
+        .ok_or_else(|| "not a PEM certificate: no \"CERTIFICATE\" block".to_owned())?;
+    Certificate::from_pem(block).map_err(|e| format!("not a PEM certificate: {e}"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -217,7 +375,8 @@ impl SigningKey {
                     %error,
                     "cannot keep the identity key in the state directory; using a key in memory: signatures will change at the next start"
                 );
-                IdentityKey::generate().map_err(|e| format!("cannot generate the identity key: {e}"))
+                IdentityKey::generate()
+                    .map_err(|e| format!("cannot generate the identity key: {e}"))
             }
             KeySource::Files { .. } => Err(error),
         })
@@ -274,7 +433,7 @@ impl IdentityProvider {
                 let document = self.document.clone();
                 let signed =
                     off_the_async_threads("cannot sign the identity document", move || {
-                        key.sign(&document).map_err(|e| e.to_string())
+                        key.sign(&document)
                     });
                 signed.await.map(Arc::new)
             })
@@ -298,5 +457,230 @@ impl Provider for IdentityProvider {
             Some(signed) => Resolved::text(pick(&signed).clone()),
             None => Resolved::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use base64::Engine as _;
+    use rsa::pkcs1v15::{Signature, VerifyingKey};
+    use rsa::signature::Verifier;
+
+    use super::*;
+
+    /// The stock `openssl` CLI (tests/run.sh installs it), in `dir`.
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn unarmour(text: &Bytes) -> Vec<u8> {
+        let joined: String = String::from_utf8_lossy(text).split('\n').collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_in_pem_and_certified_by_itself() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let made = IdentityKey::load(&KeySource::StateDir(dir.path().into())).unwrap();
+        eprintln!(
+            "RSA-2048 key and certificate made in {:?}",
+            started.elapsed()
+        );
+        let key_pem = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+        assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let kept = IdentityKey::load(&KeySource::StateDir(dir.path().into())).unwrap();
+        assert!(kept.key == made.key, "the kept key is loaded again");
+        assert_eq!(kept.certificate_pem(), made.certificate_pem());
+
+        let tbs = &made.certificate.tbs_certificate;
+        assert_eq!(tbs.version, Version::V3);
+        assert_eq!(tbs.issuer, tbs.subject);
+        assert_eq!(
+            tbs.subject.to_string(),
+            "CN=ersatz instance identity,O=ersatz"
+        );
+        assert!(tbs.extensions.is_none());
+        let serial = tbs.serial_number.as_bytes();
+        assert!(serial.len() <= 16 && serial[0] & 0x80 == 0, "{serial:?}");
+        let (from, to) = (
+            tbs.validity.not_before.to_system_time(),
+            tbs.validity.not_after.to_system_time(),
+        );
+        assert_eq!(to.duration_since(from).unwrap(), VALIDITY);
+        assert!(matches!(tbs.validity.not_after, Time::UtcTime(_)));
+        let signature = Signature::try_from(made.certificate.signature.raw_bytes()).unwrap();
+        VerifyingKey::<Sha256>::new(made.key.to_public_key())
+            .verify(&tbs.to_der().unwrap(), &signature)
+            .expect("self-signed");
+    }
+
+    /// Same key, same document: the same bytes as OpenSSL's `PKCS7_sign`
+    /// (which ersatz used before) and `openssl dgst -sign`, from a PKCS #1
+    /// key and from the same key in PKCS #8.
+    #[test]
+    fn signatures_are_byte_for_byte_those_of_openssl() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("document"), b"{\n  \"instanceId\" : \"i-0123\"\n}").unwrap();
+        openssl(d, &["genrsa", "-traditional", "-out", "pkcs1.pem", "2048"]);
+        openssl(d, &["pkey", "-in", "pkcs1.pem", "-out", "pkcs8.pem"]);
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-key",
+                "pkcs1.pem",
+                "-subj",
+                "/O=elsewhere/CN=given",
+                "-days",
+                "1",
+                "-out",
+                "cert.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "pkcs1.pem",
+                "-out",
+                "signature",
+                "document",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "smime",
+                "-sign",
+                "-binary",
+                "-noattr",
+                "-nocerts",
+                "-in",
+                "document",
+                "-signer",
+                "cert.pem",
+                "-inkey",
+                "pkcs1.pem",
+                "-outform",
+                "DER",
+                "-out",
+                "pkcs7",
+            ],
+        );
+        let document = std::fs::read(d.join("document")).unwrap();
+        let pkcs7 = std::fs::read(d.join("pkcs7")).unwrap();
+        let signature = std::fs::read(d.join("signature")).unwrap();
+        for key in ["pkcs1.pem", "pkcs8.pem"] {
+            let source = KeySource::Files {
+                key: d.join(key),
+                certificate: d.join("cert.pem"),
+            };
+            let signed = IdentityKey::load(&source).unwrap().sign(&document).unwrap();
+            assert_eq!(unarmour(&signed.signature), signature, "{key}");
+            assert_eq!(unarmour(&signed.pkcs7), pkcs7, "{key}");
+            assert_eq!(signed.rsa2048, signed.pkcs7);
+            assert!(signed.pkcs7.split(|b| *b == b'\n').all(|l| l.len() <= 64));
+        }
+    }
+
+    #[test]
+    fn keys_it_cannot_use_are_refused_in_a_sentence_that_quotes_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(d, &["genrsa", "-out", "rsa.pem", "2048"]);
+        openssl(
+            d,
+            &[
+                "req", "-new", "-x509", "-key", "rsa.pem", "-subj", "/CN=a", "-out", "rsa.crt",
+            ],
+        );
+        openssl(d, &["genrsa", "-out", "other.pem", "2048"]);
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "ec8.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "rsa.pem",
+                "-passout",
+                "pass:x",
+                "-out",
+                "encrypted.pem",
+            ],
+        );
+        std::fs::write(d.join("text.pem"), b"hello\n").unwrap();
+        let load = |key: &str, certificate: &str| {
+            IdentityKey::load(&KeySource::Files {
+                key: d.join(key),
+                certificate: d.join(certificate),
+            })
+        };
+        for (key, says) in [
+            ("ec.pem", "RSA keys only"),
+            ("ec8.pem", "RSA keys only"),
+            ("encrypted.pem", "encrypted"),
+            ("text.pem", "not a PEM private key"),
+            ("missing.pem", "cannot read"),
+        ] {
+            let error = load(key, "rsa.crt").err().expect(key);
+            assert!(error.contains(says), "{key}: {error}");
+            assert!(error.contains(key), "{key}: {error}");
+            let pem = std::fs::read_to_string(d.join(key)).unwrap_or_default();
+            for line in pem
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 8)
+            {
+                assert!(!error.contains(line), "{key}: {error}");
+            }
+        }
+        let error = load("rsa.pem", "text.pem").err().unwrap();
+        assert!(error.contains("not a PEM certificate"), "{error}");
+        let mismatched = load("other.pem", "rsa.crt").unwrap();
+        let error = mismatched.sign(b"{}").err().unwrap();
+        assert_eq!(error, "the identity key does not match its certificate");
     }
 }
