@@ -3,7 +3,7 @@
 #
 #   core/build-image.sh [--with-plugins] [--tag NAME]   (default tag: ersatz:latest)
 #
-# Needs the x86_64-unknown-linux-musl Rust target and Debian's musl-tools
+# Needs the musl Rust target for this machine (e.g. x86_64-unknown-linux-musl) and Debian's musl-tools
 # (for the C in ring), and podman or docker. With --with-plugins, the
 # shipped plugins (plugins/, for wasm32-wasip2) are built and put in /plugins.
 set -euo pipefail
@@ -20,12 +20,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-target=x86_64-unknown-linux-musl
+# This machine's architecture; the image is for it.
+target="$(uname -m)-unknown-linux-musl"
 cargo build --release --locked --target "$target" -p ersatz-imds --bin ersatz
+target_dir=${CARGO_TARGET_DIR:-target}
 
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "target/$target/release/ersatz" "$context/ersatz"
+cp "$target_dir/$target/release/ersatz" "$context/ersatz"
 mkdir "$context/plugins"
 if $with_plugins; then
   cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
