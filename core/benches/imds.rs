@@ -83,8 +83,19 @@ fn main() {
             path: "/latest/api/token".into(),
             script: Some("wrk.method = \"PUT\"\nwrk.headers[\"X-aws-ec2-metadata-token-ttl-seconds\"] = \"21600\"\n"),
             header: None,
+            unjournaled: false,
         },
+        Scenario::get("static v1 GET", INSTANCE_ID, None).without_journal("  same, no journal"),
+        Scenario::get("v2 GET with token", INSTANCE_ID, Some(&token_header))
+            .without_journal("  same, no journal"),
     ];
+    // The same state directory, so the token above is good here too.
+    let (unjournaled, _) = Server::ersatz_with(
+        config,
+        state.path(),
+        PLUGIN_PATH,
+        &[("ERSATZ_JOURNAL__CAPACITY", "0")],
+    );
 
     if plugin.is_some() {
         scenarios.push(Scenario::get("plugin GET, reused", PLUGIN_PATH, None));
@@ -117,7 +128,12 @@ fn main() {
         let (mut top, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let round_top = wrk(ceiling.addr, scenario, seconds, connections);
-            let round_ours = wrk(ersatz.addr, scenario, seconds, connections);
+            let ours_addr = if scenario.unjournaled {
+                unjournaled.addr
+            } else {
+                ersatz.addr
+            };
+            let round_ours = wrk(ours_addr, scenario, seconds, connections);
             ratios.push(round_ours.requests_per_second / round_top.requests_per_second);
             top.push(round_top);
             ours.push(round_ours);
@@ -289,6 +305,9 @@ struct Scenario {
     path: String,
     script: Option<&'static str>,
     header: Option<String>,
+    /// Against a second ersatz that keeps no journal (`journal.capacity = 0`),
+    /// to show what the journal costs.
+    unjournaled: bool,
 }
 
 impl Scenario {
@@ -298,7 +317,14 @@ impl Scenario {
             path: path.into(),
             script: None,
             header: header.map(str::to_owned),
+            unjournaled: false,
         }
+    }
+
+    fn without_journal(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self.unjournaled = true;
+        self
     }
 
     fn header_pair(&self) -> Vec<(&str, &str)> {
@@ -327,6 +353,16 @@ impl Server {
     /// ersatz on its embedded defaults (plus `config`), and the time from
     /// its start to its first answer to `GET first`.
     fn ersatz(config: Option<&Path>, state: &Path, first: &str) -> (Self, Duration) {
+        Self::ersatz_with(config, state, first, &[])
+    }
+
+    /// [`Server::ersatz`] with more environment variables.
+    fn ersatz_with(
+        config: Option<&Path>,
+        state: &Path,
+        first: &str,
+        env: &[(&str, &str)],
+    ) -> (Self, Duration) {
         let started = Instant::now();
         let mut command = placement().server(ERSATZ);
         if let Some(config) = config {
@@ -338,6 +374,7 @@ impl Server {
             .args(["--port", "0", "--admin-addr", "127.0.0.1:0"])
             .env("ERSATZ_SERVER__STATE_DIR", state)
             .env("ERSATZ_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("ersatz starts");

@@ -67,6 +67,25 @@ async fn exchange(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> Result<(StatusCode, Bytes), String> {
+    let response = send(authority, method, path, headers, body).await?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
+/// Sends one request on a fresh connection; the answer's body is unread.
+async fn send(
+    authority: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| format!("cannot reach {authority}: {e}"))?;
@@ -87,18 +106,10 @@ async fn exchange(
     let request = builder
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| e.to_string())?;
-    let response = sender
+    sender
         .send_request(request)
         .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
+        .map_err(|e| e.to_string())
 }
 
 pub struct AdminClient {
@@ -113,6 +124,44 @@ impl AdminClient {
             authority: authority(url).map_err(|e| format!("admin URL {e}"))?,
             token: token.filter(|t| !t.is_empty()),
         })
+    }
+
+    /// A GET whose answer streams (`?follow`): a successful answer's
+    /// chunks go to `write` as they come, until the server ends it; another
+    /// answer is returned whole.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut write: impl FnMut(&[u8]),
+    ) -> Result<(StatusCode, String), String> {
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| (AUTHORIZATION.as_str(), b.as_str()))
+            .collect();
+        let connect = send(&self.authority, Method::GET, path, &headers, None);
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer from {} within {} s",
+                    self.authority,
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("{e} (is `ersatz serve` running?)"))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            return Ok((status, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.map_err(|e| e.to_string())?.data_ref() {
+                write(data);
+            }
+        }
+        Ok((status, String::new()))
     }
 
     pub async fn call(

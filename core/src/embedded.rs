@@ -38,8 +38,9 @@
 //! the layers given to the [`Builder`].
 //!
 //! The typed controls ([`Handle::roles`], [`Handle::events`],
-//! [`Handle::bootstrap`]) go through the admin API, so a test exercises the
-//! same checks as `ersatz role`, `ersatz event` and `ersatz bootstrap`.
+//! [`Handle::faults`], [`Handle::bootstrap`]) go through the admin API, so a
+//! test exercises the same checks as `ersatz role`, `ersatz event`,
+//! `ersatz fault` and `ersatz bootstrap`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -212,6 +213,11 @@ impl Handle {
         Events { handle: self }
     }
 
+    /// Fault rules: make the server misbehave on purpose, and stop.
+    pub fn faults(&self) -> Faults<'_> {
+        Faults { handle: self }
+    }
+
     /// Source credentials for a `bootstrap` source (`source` names it when
     /// the configuration has several), as `ersatz bootstrap` sends them.
     pub async fn bootstrap(
@@ -349,6 +355,57 @@ impl Events<'_> {
         let path = format!("/events/{kind}");
         self.handle
             .call(Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+}
+
+/// [`Handle::faults`]. A rule has the keys of a `[[faults]]` entry:
+///
+/// ```
+/// # async fn example(handle: &ersatz::embedded::Handle) -> Result<(), ersatz::embedded::Error> {
+/// let rule = serde_json::json!({ "action": "status", "status": 500, "route": "credentials", "for": 2 });
+/// let name = handle.faults().add(rule).await?;
+/// handle.faults().remove(&name).await?;
+/// # Ok(()) }
+/// ```
+pub struct Faults<'a> {
+    handle: &'a Handle,
+}
+
+impl Faults<'_> {
+    /// Adds `rule` after the others; returns its name (given, or made up).
+    pub async fn add(&self, rule: serde_json::Value) -> Result<String, Error> {
+        let answer = self
+            .handle
+            .call(Method::POST, "/faults", Some(rule))
+            .await?;
+        let name = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| v["name"].as_str().map(str::to_owned));
+        Ok(name.unwrap_or_default())
+    }
+
+    /// The rules in force, each as written, with `matched` and `applied` counts.
+    pub async fn list(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let answer = self.handle.call(Method::GET, "/faults", None).await?;
+        let listed: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        Ok(listed["faults"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Removes the rule named `name`.
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/faults/{name}");
+        self.handle
+            .call(Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    /// Removes every rule.
+    pub async fn clear(&self) -> Result<(), Error> {
+        self.handle
+            .call(Method::DELETE, "/faults", None)
             .await
             .map(drop)
     }

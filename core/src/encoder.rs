@@ -2,20 +2,69 @@
 //! `text/plain` listings, IMDS's XHTML error pages, `Server: EC2ws`.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, SERVER};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::provider::TEXT;
 use crate::session::TTL_HEADER;
 
-pub type Body = Full<Bytes>;
+/// An answer's body: its bytes, or lines sent as they come
+/// (`GET /requests?follow`), until the sender goes.
+#[derive(Debug)]
+pub enum Body {
+    Full(Full<Bytes>),
+    Lines(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl Body {
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Body::Full(Full::new(bytes.into()))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Full(Full::default())
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(full) => std::pin::Pin::new(full).poll_frame(cx),
+            Body::Lines(lines) => lines
+                .poll_recv(cx)
+                .map(|line| line.map(|line| Ok(http_body::Frame::data(line)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(full) => full.is_end_stream(),
+            Body::Lines(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::Lines(_) => http_body::SizeHint::default(),
+        }
+    }
+}
 
 const EC2WS: HeaderValue = HeaderValue::from_static("EC2ws");
 const HTML: HeaderValue = HeaderValue::from_static("text/html");
 
 pub fn ok(body: Bytes, content_type: HeaderValue) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(Body::new(body));
     let headers = response.headers_mut();
     headers.insert(SERVER, EC2WS);
     headers.insert(CONTENT_TYPE, content_type);
@@ -71,7 +120,34 @@ fn error_page(status: StatusCode) -> &'static str {
         404 => page!("404 - Not Found"),
         405 => page!("405 - Method Not Allowed"),
         413 => page!("413 - Request Entity Too Large"),
+        429 => page!("429 - Too Many Requests"),
         503 => page!("503 - Service Unavailable"),
         _ => page!("500 - Internal Server Error"),
     }
+}
+
+/// An answer a fault rule chose: IMDS's page for `status` (a page of the
+/// same shape for statuses IMDS has none for), and `Retry-After` when given.
+pub fn fault(status: StatusCode, retry_after: Option<u64>) -> Response<Body> {
+    let mut response = if error_page(status) == error_page(StatusCode::INTERNAL_SERVER_ERROR)
+        && status != StatusCode::INTERNAL_SERVER_ERROR
+    {
+        let title = format!(
+            "{} - {}",
+            status.as_str(),
+            status.canonical_reason().unwrap_or("Error")
+        );
+        let page = page!("TITLE").replace("TITLE", &title);
+        let mut response = ok(Bytes::from(page), HTML);
+        *response.status_mut() = status;
+        response
+    } else {
+        error(status)
+    };
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

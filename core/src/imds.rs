@@ -16,9 +16,11 @@ use crate::admin::{json, json_error};
 use crate::config::V1Policy;
 use crate::credentials::{ecs_document, Roles};
 use crate::encoder::{self, Body};
+use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
-use crate::listener::Handler;
+use crate::journal::{Entry, Journal, Version};
+use crate::listener::{CloseUnanswered, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
 use crate::provider::iam::ClientRoles;
@@ -34,6 +36,8 @@ pub struct Imds {
     pub guard: Guard,
     pub sessions: Arc<Sessions>,
     pub v1: V1Policy,
+    /// Token answers leave with this TTL (`imds.hop_limit`).
+    pub hop_limit: HopLimit,
     pub router: Router,
     pub access_log: Option<AccessLog>,
     /// The container-credentials endpoint, `/ecs/ROLE`.
@@ -42,6 +46,9 @@ pub struct Imds {
     pub finto_routes: Option<RoleApi>,
     /// The plugins this version serves, for metrics.
     pub plugins: Vec<Arc<crate::plugin::Plugin>>,
+    /// Fault rules; they outlive a reload's new `Imds`, as the journal does.
+    pub faults: Arc<Faults>,
+    pub journal: Arc<Journal>,
 }
 
 impl Handler for Imds {
@@ -50,24 +57,41 @@ impl Handler for Imds {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let route = route_of(&path);
+        let version = version_of(route, &request);
+        if version == Version::V1 {
+            METRICS.v1_requests.fetch_add(1, Relaxed);
+            self.journal.note_v1_process(peer).await;
+        }
+        let faults = self.faults.check(route, &method, &path, peer.ip());
+        let fault = faults.as_ref().map(|applied| applied.rules.join(","));
+        let response = match faults {
+            None => self.respond(request, peer).await,
+            // Boxed, as side routes are: rare, and large.
+            Some(applied) => {
+                Box::pin(self.respond_with_faults(applied, route, request, peer)).await
+            }
+        };
+        let status = response.status().as_u16();
+        METRICS.request(route, status);
+        let role = (status == 200).then(|| role_served(route, &path)).flatten();
         let logged = self
             .access_log
             .as_ref()
-            .map(|_| (request.method().clone(), request.uri().path().to_owned()));
-        let route = route_of(request.uri().path());
-        let response = match self.guard.check(&request) {
-            Err(refusal) => encoder::error(refusal.status()),
-            Ok(()) => match self.side_route_of(request.uri().path()) {
-                Some(side) => {
-                    // Boxed: inline, their futures would more than double the
-                    // size of every metadata request's (0.9 KB to 2 KB).
-                    let answer = Box::pin(self.side_route(side, request, peer));
-                    answer.await
-                }
-                None => self.answer(&request, peer).await,
-            },
-        };
-        METRICS.request(route, response.status().as_u16());
+            .map(|_| (method.clone(), path.clone()));
+        self.journal.record(Entry {
+            id: 0,
+            time: std::time::SystemTime::now(),
+            client: peer,
+            method,
+            path,
+            version,
+            status,
+            role,
+            fault,
+        });
         if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
             let size = http_body::Body::size_hint(response.body())
                 .exact()
@@ -91,6 +115,60 @@ impl Handler for Imds {
 }
 
 impl Imds {
+    /// guard → side routes, or session → normalise → router → provider.
+    async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Err(refusal) = self.guard.check(&request) {
+            return encoder::error(refusal.status());
+        }
+        match self.side_route_of(request.uri().path()) {
+            Some(side) => {
+                // Boxed: inline, their futures would more than double the
+                // size of every metadata request's (0.9 KB to 2 KB).
+                let answer = Box::pin(self.side_route(side, request, peer));
+                answer.await
+            }
+            None => self.answer(&request, peer).await,
+        }
+    }
+
+    /// What fault rules made of a request: late, replaced, or unanswered.
+    async fn respond_with_faults(
+        &self,
+        applied: Applied,
+        route: Route,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if !applied.latency.is_zero() {
+            tokio::time::sleep(applied.latency).await;
+        }
+        match applied.outcome {
+            Some(Outcome::Status {
+                status,
+                retry_after,
+            }) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                encoder::fault(status, retry_after)
+            }
+            Some(Outcome::Drop) => CloseUnanswered::response(),
+            Some(Outcome::Hang(max)) => {
+                tokio::time::sleep(max).await;
+                CloseUnanswered::response()
+            }
+            None => {
+                let response = self.respond(request, peer).await;
+                let credentials = matches!(route, Route::Credentials | Route::Container);
+                if applied.expire_credentials && credentials && response.status() == StatusCode::OK
+                {
+                    expire_credentials(response).await
+                } else {
+                    response
+                }
+            }
+        }
+    }
+
     /// The container-credentials endpoint and finto's role API, which
     /// answer beside the metadata tree.
     fn side_route_of(&self, path: &str) -> Option<SideRoute<'_>> {
@@ -176,7 +254,9 @@ impl Imds {
         match session::parse_ttl(ttl) {
             Ok(ttl) => {
                 METRICS.tokens_issued.fetch_add(1, Relaxed);
-                encoder::token(self.sessions.issue(ttl), ttl)
+                let mut response = encoder::token(self.sessions.issue(ttl), ttl);
+                response.extensions_mut().insert(self.hop_limit);
+                response
             }
             Err(_) => encoder::error(StatusCode::BAD_REQUEST),
         }
@@ -212,6 +292,42 @@ enum SideRoute<'a> {
     /// `/ecs/ALIAS`, with the alias.
     Container(String),
     Roles(&'a RoleApi),
+}
+
+/// How a request asked: the token PUT and requests with a token are
+/// IMDSv2; the container endpoint is its own; the rest is IMDSv1.
+fn version_of<B>(route: Route, request: &Request<B>) -> Version {
+    match route {
+        Route::Container => Version::Container,
+        Route::Token => Version::V2,
+        _ if request.headers().contains_key(TOKEN_HEADER) => Version::V2,
+        _ => Version::V1,
+    }
+}
+
+/// The role a successful credentials answer served: the last segment of
+/// `iam/security-credentials/ROLE`, or `/ecs/ROLE`.
+fn role_served(route: Route, path: &str) -> Option<String> {
+    let role = match route {
+        Route::Credentials => path.split_once("/iam/security-credentials/")?.1,
+        Route::Container => path.strip_prefix("/ecs/")?,
+        _ => return None,
+    };
+    let role = role.trim_end_matches('/');
+    (!role.is_empty() && !role.contains('/')).then(|| role.to_owned())
+}
+
+/// A credential document with its `Expiration` in the past.
+async fn expire_credentials(response: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let body = match fault::expire(&bytes) {
+        Some(expired) => Bytes::from(expired),
+        None => bytes,
+    };
+    Response::from_parts(parts, Body::new(body))
 }
 
 /// The route class a path counts under, by a glance at its text.

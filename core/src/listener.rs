@@ -2,7 +2,6 @@
 //! graceful stop that lets in-flight requests finish.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -216,6 +215,37 @@ impl Activity {
 
 type Answering = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
+/// Marks a response that must not be sent: its connection is closed
+/// without an answer instead (a fault rule's `drop` or `hang`).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseUnanswered;
+
+impl CloseUnanswered {
+    /// A response that closes its connection unanswered.
+    pub fn response() -> Response<Body> {
+        let mut response = Response::new(Body::default());
+        response.extensions_mut().insert(CloseUnanswered);
+        response
+    }
+}
+
+impl std::fmt::Display for CloseUnanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed without an answer")
+    }
+}
+
+impl std::error::Error for CloseUnanswered {}
+
+/// The response for hyper, or the error that makes hyper close the
+/// connection without writing anything.
+fn deliver(response: Response<Body>) -> Result<Response<Body>, CloseUnanswered> {
+    match response.extensions().get::<CloseUnanswered>() {
+        Some(close) => Err(*close),
+        None => Ok(response),
+    }
+}
+
 /// A handler's answer, with a panic turned into a 500 for that request
 /// alone: the connection task survives, and the locks it held do not poison
 /// (they are `parking_lot`'s), so the next request is served as usual.
@@ -250,11 +280,11 @@ impl<F: Future<Output = Response<Body>>> Future for CatchPanic<F> {
 /// one (measured: 8% of the CPU of a static GET, with the timer above).
 enum Answer {
     Ready(Option<Response<Body>>),
-    Pending(Answering, Arc<Activity>),
+    Pending(Answering, Arc<Connection>),
 }
 
 impl Answer {
-    fn start(mut answer: Answering, activity: Arc<Activity>) -> Self {
+    fn start(mut answer: Answering, connection: Arc<Connection>) -> Self {
         // A no-op waker is enough: hyper polls a pending answer again, with
         // its own waker, before it waits for anything.
         match answer
@@ -262,25 +292,107 @@ impl Answer {
             .poll(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(response) => {
-                activity.idle();
+                connection.answered(&response);
                 Answer::Ready(Some(response))
             }
-            Poll::Pending => Answer::Pending(answer, activity),
+            Poll::Pending => Answer::Pending(answer, connection),
+        }
+    }
+}
+
+/// What a connection's answers share: its idle clock and its socket's
+/// packet lifetime.
+struct Connection {
+    activity: Activity,
+    ttl: PacketTtl,
+}
+
+impl Connection {
+    /// `response` is ready to be written: the connection is idle again,
+    /// and the response's packets get the lifetime it asks for.
+    fn answered(&self, response: &Response<Body>) {
+        // A streamed answer keeps its connection busy until it ends.
+        if !matches!(response.body(), Body::Lines(_)) {
+            self.activity.idle();
+        }
+        self.ttl
+            .set(response.extensions().get::<HopLimit>().map(|h| h.0));
+    }
+}
+
+/// Asks that a response's packets leave with this IP TTL (IPv4) or hop
+/// limit (IPv6), as EC2 sends its token answers (`imds.hop_limit`).
+#[derive(Clone, Copy, Debug)]
+pub struct HopLimit(pub u8);
+
+/// The TTL of one connected socket's packets: the system's default, or a
+/// hop limit while a response asks for one.
+struct PacketTtl {
+    /// Valid while the connection lives: hyper owns the socket, and the
+    /// answers that use this are polled only by that connection.
+    fd: std::os::fd::RawFd,
+    ipv6: bool,
+    /// 0: the system default.
+    current: std::sync::atomic::AtomicU8,
+}
+
+impl PacketTtl {
+    fn of(stream: &tokio::net::TcpStream) -> Self {
+        use std::os::fd::AsRawFd;
+        Self {
+            fd: stream.as_raw_fd(),
+            ipv6: stream.local_addr().is_ok_and(|a| a.is_ipv6()),
+            current: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
+
+    /// `Some(hops)` for a hop limit, `None` for the default; a system call
+    /// only when it changes.
+    fn set(&self, hops: Option<u8>) {
+        let wanted = hops.unwrap_or(0);
+        if self.current.swap(wanted, Ordering::Relaxed) == wanted {
+            return;
+        }
+        // -1 is "the system's default" to both options.
+        let value: libc::c_int = hops.map_or(-1, libc::c_int::from);
+        let set = |level, option| {
+            // SAFETY: `fd` is this connection's open socket (see `fd`), and
+            // the value is a c_int of the size given.
+            unsafe {
+                libc::setsockopt(
+                    self.fd,
+                    level,
+                    option,
+                    (&value as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        // An IPv6 socket carries IPv4 clients too (mapped), so both apply.
+        let failed = if self.ipv6 {
+            // For IPv4-mapped clients; a v6-only socket refuses it, harmlessly.
+            let _ = set(libc::IPPROTO_IP, libc::IP_TTL);
+            set(libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) != 0
+        } else {
+            set(libc::IPPROTO_IP, libc::IP_TTL) != 0
+        };
+        if failed {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not set the hop limit of a connection");
         }
     }
 }
 
 impl Future for Answer {
-    type Output = Result<Response<Body>, Infallible>;
+    type Output = Result<Response<Body>, CloseUnanswered>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             Answer::Ready(response) => {
-                Poll::Ready(Ok(response.take().expect("an answer is taken once")))
+                Poll::Ready(deliver(response.take().expect("an answer is taken once")))
             }
-            Answer::Pending(answer, activity) => answer.as_mut().poll(cx).map(|response| {
-                activity.idle();
-                Ok(response)
+            Answer::Pending(answer, connection) => answer.as_mut().poll(cx).map(|response| {
+                connection.answered(&response);
+                deliver(response)
             }),
         }
     }
@@ -346,13 +458,16 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         let rejections = handler.clone();
         let handler = handler.clone();
-        let activity = Arc::new(Activity::new());
-        let watched = activity.clone();
+        let state = Arc::new(Connection {
+            activity: Activity::new(),
+            ttl: PacketTtl::of(&stream),
+        });
+        let watched = state.clone();
         let service = service_fn(move |request| {
-            activity.busy();
+            state.activity.busy();
             Answer::start(
                 Box::pin(CatchPanic(handler.clone().handle(request, peer))),
-                activity.clone(),
+                state.clone(),
             )
         });
         let connection = connections.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -365,7 +480,7 @@ pub async fn serve<H: Handler>(
                     }
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 },
-                () = watched.until_idle_for(client_timeout) => {
+                () = watched.activity.until_idle_for(client_timeout) => {
                     tracing::debug!(%peer, "connection closed: no request within client_timeout");
                 }
             }

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Which kind of path a request was for.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Token,
     Credentials,
@@ -20,7 +20,7 @@ const ROUTES: [(Route, &str); 4] = [
     (Route::Metadata, "metadata"),
     (Route::Container, "container"),
 ];
-const STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 500, 503, 0];
+const STATUSES: [u16; 10] = [200, 400, 401, 403, 404, 405, 429, 500, 503, 0];
 /// Upper bounds, in seconds, of the STS latency histogram's buckets: STS
 /// answers in tens of milliseconds; the SDK's own timeouts are seconds.
 const STS_BUCKETS: [f64; 9] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -46,7 +46,21 @@ pub struct Metrics {
     pub refreshes: AtomicU64,
     /// Requests whose handler panicked (answered 500).
     pub panics: AtomicU64,
+    /// Metadata requests without a token (IMDSv1), answered or not.
+    pub v1_requests: AtomicU64,
+    /// Faults applied, by kind ([`FAULT_KINDS`]).
+    faults: [AtomicU64; FAULT_KINDS.len()],
 }
+
+/// The kinds of fault rule, as rules and metrics name them.
+pub const FAULT_KINDS: [&str; 6] = [
+    "latency",
+    "status",
+    "drop",
+    "hang",
+    "expired-credentials",
+    "throttle",
+];
 
 pub static METRICS: Metrics = Metrics::new();
 
@@ -64,6 +78,15 @@ impl Metrics {
             cache_hits: ZERO,
             refreshes: ZERO,
             panics: ZERO,
+            v1_requests: ZERO,
+            faults: [ZERO; FAULT_KINDS.len()],
+        }
+    }
+
+    /// A fault of `kind` (one of [`FAULT_KINDS`]) was applied.
+    pub fn fault(&self, kind: &str) {
+        if let Some(index) = FAULT_KINDS.iter().position(|k| *k == kind) {
+            self.faults[index].fetch_add(1, Relaxed);
         }
     }
 
@@ -185,6 +208,20 @@ impl Metrics {
             "Requests whose handler panicked; each was answered 500.",
             self.panics.load(Relaxed),
         );
+        counter(
+            &mut out,
+            "ersatz_imds_v1_requests_total",
+            "Metadata requests without an IMDSv2 token (IMDSv1), refused ones included.",
+            self.v1_requests.load(Relaxed),
+        );
+        out.push_str("# HELP ersatz_faults_applied_total Faults applied to requests, by kind of rule.\n# TYPE ersatz_faults_applied_total counter\n");
+        for (kind, count) in FAULT_KINDS.iter().zip(&self.faults) {
+            let _ = writeln!(
+                out,
+                "ersatz_faults_applied_total{{kind=\"{kind}\"}} {}",
+                count.load(Relaxed)
+            );
+        }
         out.push_str(extra);
         out
     }

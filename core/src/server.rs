@@ -9,12 +9,14 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
-use crate::admin::{Access, Admin, EcsInfo, Reload};
-use crate::config::{self, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
+use crate::admin::{Access, Admin, Controls, EcsInfo, Reload};
+use crate::config::{self, fault_rules, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
 use crate::credentials::{self, CredentialSource, Roles};
+use crate::fault::Faults;
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
+use crate::journal::Journal;
 use crate::listener::{self, Handler};
 use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
 use crate::provider::events::Events;
@@ -38,6 +40,9 @@ pub struct App {
     keys: Keys,
     ecs_tokens: Arc<ContainerTokens>,
     admin_access: Arc<ArcSwap<Access>>,
+    /// Fault rules: the configuration's, and those added at run time.
+    pub faults: Arc<Faults>,
+    pub journal: Arc<Journal>,
 }
 
 /// The keys a process keeps for its whole life, whatever reloads happen:
@@ -137,9 +142,13 @@ impl App {
         let credentials = credentials::build::build(config, &plugin_source);
         let roles = credentials.roles;
         let ecs_tokens = Arc::new(ContainerTokens::new());
+        let faults = Arc::new(Faults::new(fault_rules(loaded)?));
+        let journal = Arc::new(Journal::new(config.journal.capacity));
         let shared = Shared {
+            journal: journal.clone(),
             roles: roles.clone(),
             ecs_tokens: ecs_tokens.clone(),
+            faults: faults.clone(),
             sessions: keys.sessions.clone(),
             signing_key: keys.signing_key(loaded)?,
             writes: keys.writes,
@@ -153,7 +162,11 @@ impl App {
         let admin = Admin::new(
             roles.clone(),
             credentials.bootstraps,
-            events.clone(),
+            Controls {
+                events: events.clone(),
+                faults: faults.clone(),
+                journal: journal.clone(),
+            },
             ecs,
             admin_access.clone(),
             config.server.client_timeout.0,
@@ -166,6 +179,8 @@ impl App {
             keys,
             ecs_tokens,
             admin_access,
+            faults,
+            journal,
         };
         Ok((app, admin))
     }
@@ -207,6 +222,8 @@ impl App {
         let shared = Shared {
             roles: self.roles.clone(),
             ecs_tokens: self.ecs_tokens.clone(),
+            faults: self.faults.clone(),
+            journal: self.journal.clone(),
             sessions: self.keys.sessions.clone(),
             signing_key: self.keys.signing_key(loaded)?,
             writes: self.keys.writes,
@@ -223,6 +240,8 @@ pub type Loader = Box<dyn Fn() -> Result<Loaded, ConfigError> + Send + Sync>;
 struct Shared {
     roles: Arc<Roles>,
     ecs_tokens: Arc<ContainerTokens>,
+    faults: Arc<Faults>,
+    journal: Arc<Journal>,
     sessions: Arc<Sessions>,
     signing_key: Arc<SigningKey>,
     /// Whether the access log may be created (not by `config check`).
@@ -273,12 +292,15 @@ impl Reload for Reloader {
                 .rebuild_imds(&loaded)
                 .await
                 .map_err(|error| error.to_string())?;
-            Ok((loaded, imds))
+            let faults = fault_rules(&loaded).map_err(|error| error.to_string())?;
+            Ok((loaded, imds, faults))
         }
         .await;
         match outcome {
-            Ok((loaded, imds)) => {
+            Ok((loaded, imds, faults)) => {
                 self.current.store(Arc::new(imds));
+                // The configuration's rules again; run-time ones go.
+                self.app.faults.replace(faults);
                 self.app
                     .admin_access
                     .store(Arc::new(Access::new(&loaded.config.server)));
@@ -462,6 +484,7 @@ async fn build_imds(
         guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
         sessions: shared.sessions,
         v1: config.imds.v1,
+        hop_limit: listener::HopLimit(config.imds.hop_limit),
         router: Router::new(mounts),
         access_log,
         ecs: Ecs {
@@ -474,6 +497,8 @@ async fn build_imds(
             .finto_routes
             .then(|| RoleApi::new(roles, config.server.client_timeout.0)),
         plugins,
+        faults: shared.faults,
+        journal: shared.journal,
     })
 }
 
@@ -554,12 +579,15 @@ impl Running {
     /// request in flight.
     pub fn stop_now(&self) {
         let _ = self.stop.send(true);
+        self.reloader.app().journal.stop_following();
     }
 
     /// Stops accepting, then gives requests in flight [`DRAIN_DEADLINE`] to
     /// finish.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        // Streams of the journal would otherwise hold their connections open.
+        self.reloader.app().journal.stop_following();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -26,6 +26,22 @@ pub fn iso_seconds(at: SystemTime) -> String {
     .expect("a fixed format always applies")
 }
 
+/// `at` to the millisecond, UTC: `YYYY-MM-DDTHH:MM:SS.mmmZ` (the journal).
+pub fn iso_millis(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = iso_seconds(at);
+    let whole = seconds.trim_end_matches('Z');
+    format!("{whole}.{:03}Z", since.subsec_millis())
+}
+
+/// When `text` says: an RFC 3339 time (`2026-01-02T03:04:05Z`, fractions
+/// and offsets allowed).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let at = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let nanos = u64::try_from(at.unix_timestamp_nanos()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
 /// `at` rounded down to a multiple of `step` since the epoch.
 pub fn floor(at: SystemTime, step: Duration) -> SystemTime {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();

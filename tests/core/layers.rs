@@ -35,6 +35,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "router",
             "encoder",
             "access_log",
+            "fault",
+            "journal",
         ],
     ),
     ("answers", &["plugin", "provider", "credentials"]),

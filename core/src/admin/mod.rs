@@ -14,9 +14,13 @@
 //! | `POST /reload` | re-read the configuration and plugins (as SIGHUP) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET`, `DELETE /events`, `POST /events/KIND` | lifecycle events (`events.rs`) |
+//! | `GET`, `POST`, `DELETE /faults`, `DELETE /faults/NAME` | fault rules (`faults.rs`) |
+//! | `GET`, `DELETE /requests`, `GET`, `DELETE /audit` | the request journal and IMDSv1 audit (`requests.rs`) |
 
 pub mod bootstrap;
 mod events;
+mod faults;
+mod requests;
 pub mod roles;
 
 use std::collections::BTreeMap;
@@ -28,14 +32,16 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
 use crate::config::ServerConfig;
 use crate::credentials::{BootstrapSource, Roles};
 use crate::encoder::Body;
+use crate::fault::Faults;
 use crate::guard::{Guard, Refusal};
+use crate::journal::Journal;
 use crate::listener::Handler;
 use crate::plugin::{Plugin, PluginStats};
 use crate::provider::events::Events;
@@ -51,6 +57,8 @@ pub struct Admin {
     role_api: RoleApi,
     bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
     events: Arc<Events>,
+    faults: Arc<Faults>,
+    journal: Arc<Journal>,
     ecs: EcsInfo,
     /// Replaced whole by a reload, so a new token or host list applies at once.
     access: Arc<ArcSwap<Access>>,
@@ -125,20 +133,35 @@ impl Access {
     }
 }
 
+/// What a test drives at run time: lifecycle events and fault rules in,
+/// the journal out.
+pub struct Controls {
+    pub events: Arc<Events>,
+    pub faults: Arc<Faults>,
+    pub journal: Arc<Journal>,
+}
+
 impl Admin {
     pub fn new(
         roles: Arc<Roles>,
         bootstraps: BTreeMap<String, Arc<BootstrapSource>>,
-        events: Arc<Events>,
+        controls: Controls,
         ecs: EcsInfo,
         access: Arc<ArcSwap<Access>>,
         client_timeout: Duration,
     ) -> Self {
+        let Controls {
+            events,
+            faults,
+            journal,
+        } = controls;
         Self {
             role_api: RoleApi::new(roles.clone(), client_timeout),
             roles,
             bootstraps,
             events,
+            faults,
+            journal,
             ecs,
             access,
             reloader: None,
@@ -284,7 +307,7 @@ impl Admin {
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut body = value.to_string();
     body.push('\n');
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Body::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -365,7 +388,7 @@ impl Handler for Admin {
             },
             (_, "/reload") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             (Method::GET, "/metrics") => {
-                let mut response = Response::new(Full::new(Bytes::from(self.metrics())));
+                let mut response = Response::new(Body::new(self.metrics()));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -382,6 +405,20 @@ impl Handler for Admin {
                     Err(response) => response,
                 }
             }
+            (method, path) if path == "/faults" || path.starts_with("/faults/") => {
+                let name = path
+                    .trim_start_matches("/faults")
+                    .trim_start_matches('/')
+                    .to_owned();
+                match read_body(request, self.client_timeout).await {
+                    Ok(body) => faults::handle(&self.faults, &method, &name, &body),
+                    Err(response) => response,
+                }
+            }
+            (method, "/requests") => {
+                requests::requests(&self.journal, &method, request.uri().query())
+            }
+            (method, "/audit") => requests::audit(&self.journal, &method),
             (Method::GET, "/ecs") => json(StatusCode::OK, &self.container_endpoints()),
             _ => match self.role_api.handle(request).await {
                 Some(response) => response,

@@ -8,9 +8,11 @@ mod completions;
 mod config;
 mod event;
 mod exec;
+mod fault;
 mod man;
 mod net;
 mod remote;
+mod requests;
 mod role;
 mod serve;
 mod snapshot;
@@ -75,6 +77,13 @@ enum Command {
     Net(net::Net),
     /// Trigger or clear lifecycle events on a running server.
     Event(event::Event),
+    /// Add, list or clear fault rules on a running server.
+    Fault(fault::Fault),
+    /// Print the requests a running server answered lately (JSON lines).
+    Requests(requests::Requests),
+    /// Who still uses IMDSv1: per client, its requests without a token,
+    /// their paths and, for local clients, the process.
+    Audit(requests::Audit),
     /// Run a command with container credentials for a role, served on a free
     /// loopback port for as long as it runs; exits with its exit code.
     Exec(exec::Exec),
@@ -86,7 +95,13 @@ impl Command {
     fn is_client(&self) -> bool {
         matches!(
             self,
-            Self::Role(_) | Self::Bootstrap(_) | Self::Event(_) | Self::Exec(_)
+            Self::Role(_)
+                | Self::Bootstrap(_)
+                | Self::Event(_)
+                | Self::Fault(_)
+                | Self::Requests(_)
+                | Self::Audit(_)
+                | Self::Exec(_)
         )
     }
 
@@ -102,6 +117,9 @@ impl Command {
             Self::Snapshot(command) => command.run(),
             Self::Net(command) => command.run(),
             Self::Event(command) => command.run(admin),
+            Self::Fault(command) => command.run(admin),
+            Self::Requests(command) => command.run(admin),
+            Self::Audit(command) => command.run(admin),
             Self::Exec(command) => command.run(admin),
         }
     }
@@ -168,7 +186,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let client = cli.command.is_client();
     if let (false, Some(flag)) = (client, client_flag_given(&matches)) {
-        return Failure::Usage(format!("{flag} is for the commands that talk to a running server (role, event, bootstrap, exec); a server's own token is server.admin_token")).report();
+        return Failure::Usage(format!("{flag} is for the commands that talk to a running server (role, event, fault, requests, audit, bootstrap, exec); a server's own token is server.admin_token")).report();
     }
     let level = cli
         .log_level

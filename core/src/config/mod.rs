@@ -5,6 +5,7 @@
 
 mod cidr;
 mod error;
+mod faults;
 mod finto;
 mod sections;
 mod validate;
@@ -22,10 +23,11 @@ use serde::Deserialize;
 use crate::secret::Secret;
 pub use cidr::Cidr;
 pub use error::ConfigError;
+pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, PRESETS};
 use secret::SecretEnv;
 pub use sections::*;
-pub use validate::mount_path;
 use validate::validate;
+pub use validate::{fault_rules, mount_path};
 
 use crate::instance::InstanceConfig;
 
@@ -52,6 +54,8 @@ const SECTIONS: &[&str] = &[
     "identity",
     "snapshot",
     "clients",
+    "faults",
+    "journal",
 ];
 
 /// Name of the role (and its source) served when a config defines no roles.
@@ -91,6 +95,19 @@ pub struct Config {
     /// tree (`[metadata]`, roles and plugins still apply on top).
     #[serde(default)]
     pub snapshot: Option<PathBuf>,
+    /// Fault rules in force from start-up; more come and go over the admin API.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Defaulted in `default.toml`.
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: the recent requests kept for `GET /requests`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Requests kept, newest last; 0 keeps none (the IMDSv1 audit still counts).
+    pub capacity: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +149,10 @@ pub enum V1Policy {
 #[serde(deny_unknown_fields)]
 pub struct ImdsConfig {
     pub v1: V1Policy,
+    /// The IP TTL (hop limit) of token answers, as EC2's
+    /// `HttpPutResponseHopLimit`: a client more routed hops away than
+    /// this less one never receives its token.
+    pub hop_limit: u8,
 }
 
 /// A named credential source (`[sources.NAME]`).
@@ -238,6 +259,7 @@ const RESTART_KEYS: &[&str] = &[
     "credentials",
     "events",
     "instance.life_cycle",
+    "journal.capacity",
 ];
 
 impl Loaded {

@@ -10,12 +10,33 @@ use crate::config::ConfigError;
 /// The most connections a listener takes: far above what an IMDS sees, and
 /// below every limit of the semaphore that counts them.
 pub const MAX_CONNECTIONS: usize = 65_536;
+/// The most requests the journal keeps: about 200 MB at the limit.
+const MAX_JOURNAL: usize = 1_000_000;
 const MIN_CLIENT_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let config = &loaded.config;
     validate_server(loaded)?;
+    fault_rules(loaded)?;
+    if config.journal.capacity > MAX_JOURNAL {
+        return Err(loaded.error(
+            "journal.capacity",
+            format!(
+                "{} is over the most kept, {MAX_JOURNAL}",
+                config.journal.capacity
+            ),
+        ));
+    }
+    if !(1..=64).contains(&config.imds.hop_limit) {
+        return Err(loaded.error(
+            "imds.hop_limit",
+            format!(
+                "{} is out of range: EC2 takes 1 to 64",
+                config.imds.hop_limit
+            ),
+        ));
+    }
     for alias in config.roles.keys() {
         check_alias(loaded, &format!("roles.{alias}"), alias)?;
     }
@@ -368,4 +389,22 @@ pub fn mount_path(mount: &str) -> Result<String, String> {
             "\"{mount}\" is not a path under /latest/meta-data, /latest/dynamic or /latest/user-data"
         )),
     }
+}
+
+/// Each `[[faults]]` rule, checked as the admin API checks one; names are unique.
+pub fn fault_rules(loaded: &Loaded) -> Result<Vec<super::FaultRule>, ConfigError> {
+    let mut rules: Vec<super::FaultRule> = Vec::new();
+    for (i, spec) in loaded.config.faults.iter().enumerate() {
+        let rule = spec
+            .rule(i)
+            .map_err(|(field, reason)| loaded.error(&format!("faults.{i}.{field}"), reason))?;
+        if rules.iter().any(|earlier| earlier.name == rule.name) {
+            return Err(loaded.error(
+                &format!("faults.{i}.name"),
+                format!("another rule is named \"{}\" already", rule.name),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
 }

@@ -1,0 +1,323 @@
+//! The request journal and the IMDSv1 audit.
+//!
+//! The journal keeps the last `journal.capacity` metadata requests: when,
+//! from where, what, which IMDS version, how it was answered, the role
+//! served and the fault applied. Never a token or a secret: only the path
+//! (the query is left out) and names. The audit counts, per client, the
+//! requests made without a token, and the paths; for loopback clients it
+//! also names the process (see [`process`]).
+
+mod process;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::Method;
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+pub use process::Process;
+
+/// How a request asked: with a token (IMDSv2, and the token PUT itself),
+/// without one (IMDSv1), or at the container-credentials endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    V1,
+    V2,
+    Container,
+}
+
+/// One request, as the journal keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Counts up from 1 over the server's life: `after=ID` follows on.
+    pub id: u64,
+    #[serde(serialize_with = "iso_millis")]
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    #[serde(serialize_with = "method_name")]
+    pub method: Method,
+    pub path: String,
+    pub version: Version,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+fn iso_millis<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::timefmt::iso_millis(*time))
+}
+
+fn method_name<S: serde::Serializer>(method: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(method.as_str())
+}
+
+/// Which entries a reader wants.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub path_prefix: Option<String>,
+    pub client: Option<crate::config::Cidr>,
+    pub status: Option<u16>,
+    pub since: Option<SystemTime>,
+    pub after: Option<u64>,
+    /// The newest this many.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    pub fn admits(&self, entry: &Entry) -> bool {
+        self.path_prefix
+            .as_deref()
+            .is_none_or(|p| entry.path.starts_with(p))
+            && self.client.is_none_or(|c| c.contains(entry.client.ip()))
+            && self.status.is_none_or(|s| s == entry.status)
+            && self.since.is_none_or(|t| entry.time >= t)
+            && self.after.is_none_or(|id| entry.id > id)
+    }
+}
+
+/// The most clients the audit tracks, paths per client and processes per
+/// client: enough for a fleet, bounded against a flood of spoofed sources.
+const AUDIT_CLIENTS: usize = 4096;
+const AUDIT_PATHS: usize = 256;
+const AUDIT_PROCESSES: usize = 32;
+
+pub struct Journal {
+    capacity: usize,
+    recent: parking_lot::Mutex<Recent>,
+    follow: broadcast::Sender<Arc<Entry>>,
+    stopping: watch::Sender<bool>,
+    audit: parking_lot::Mutex<BTreeMap<IpAddr, AuditRow>>,
+    /// Loopback peers already looked up, and the walk of `/proc` that
+    /// finds them (one at a time: concurrent lookups share one walk).
+    looked_up: parking_lot::Mutex<HashMap<SocketAddr, ()>>,
+    owners: Arc<parking_lot::Mutex<process::Owners>>,
+}
+
+struct Recent {
+    entries: VecDeque<Arc<Entry>>,
+    next_id: u64,
+}
+
+#[derive(Default, Serialize)]
+struct AuditRow {
+    v1_requests: u64,
+    paths: BTreeMap<String, u64>,
+    /// Paths beyond [`AUDIT_PATHS`] are counted here.
+    other_paths: u64,
+    processes: Vec<Process>,
+}
+
+impl Journal {
+    /// `capacity` 0 keeps nothing (the audit still counts).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            recent: parking_lot::Mutex::new(Recent {
+                entries: VecDeque::with_capacity(capacity.min(4096)),
+                next_id: 1,
+            }),
+            follow: broadcast::channel(1024).0,
+            stopping: watch::channel(false).0,
+            audit: parking_lot::Mutex::default(),
+            looked_up: parking_lot::Mutex::default(),
+            owners: Arc::default(),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn record(&self, mut entry: Entry) {
+        if entry.version == Version::V1 {
+            self.audit_v1(&entry);
+        }
+        if self.capacity == 0 {
+            return;
+        }
+        let entry = {
+            let mut recent = self.recent.lock();
+            entry.id = recent.next_id;
+            recent.next_id += 1;
+            if recent.entries.len() == self.capacity {
+                recent.entries.pop_front();
+            }
+            let entry = Arc::new(entry);
+            recent.entries.push_back(entry.clone());
+            entry
+        };
+        if self.follow.receiver_count() > 0 {
+            let _ = self.follow.send(entry);
+        }
+    }
+
+    fn audit_v1(&self, entry: &Entry) {
+        let mut audit = self.audit.lock();
+        let client = entry.client.ip().to_canonical();
+        if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
+            return;
+        }
+        let row = audit.entry(client).or_default();
+        row.v1_requests += 1;
+        let known = row.paths.len();
+        match row.paths.get_mut(&entry.path) {
+            Some(count) => *count += 1,
+            None if known < AUDIT_PATHS => {
+                row.paths.insert(entry.path.clone(), 1);
+            }
+            None => row.other_paths += 1,
+        }
+    }
+
+    /// For a request without a token from a loopback client: finds the
+    /// process behind it, once per connection, while the connection is
+    /// open (so before its answer). Off the async threads.
+    pub async fn note_v1_process(&self, peer: SocketAddr) {
+        if !peer.ip().to_canonical().is_loopback() {
+            return;
+        }
+        {
+            let mut looked_up = self.looked_up.lock();
+            if looked_up.len() >= AUDIT_CLIENTS * 4 {
+                looked_up.clear();
+            }
+            if looked_up.insert(peer, ()).is_some() {
+                return;
+            }
+        }
+        let owners = self.owners.clone();
+        let Ok(Some(process)) = tokio::task::spawn_blocking(move || owners.lock().of(peer)).await
+        else {
+            return;
+        };
+        let mut audit = self.audit.lock();
+        let client = peer.ip().to_canonical();
+        if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
+            return;
+        }
+        let row = audit.entry(client).or_default();
+        if !row.processes.contains(&process) && row.processes.len() < AUDIT_PROCESSES {
+            row.processes.push(process);
+        }
+    }
+
+    /// The entries `filter` admits, oldest first.
+    pub fn read(&self, filter: &Filter) -> Vec<Arc<Entry>> {
+        let recent = self.recent.lock();
+        let admitted: Vec<Arc<Entry>> = recent
+            .entries
+            .iter()
+            .filter(|e| filter.admits(e))
+            .cloned()
+            .collect();
+        let skip = filter
+            .limit
+            .map_or(0, |limit| admitted.len().saturating_sub(limit));
+        admitted.into_iter().skip(skip).collect()
+    }
+
+    /// New entries as they are recorded, until the server stops.
+    pub fn follow(&self) -> (broadcast::Receiver<Arc<Entry>>, watch::Receiver<bool>) {
+        (self.follow.subscribe(), self.stopping.subscribe())
+    }
+
+    /// Ends every follower's stream (the server is stopping).
+    pub fn stop_following(&self) {
+        let _ = self.stopping.send(true);
+    }
+
+    /// Forgets every entry (ids keep counting up).
+    pub fn clear(&self) -> usize {
+        let mut recent = self.recent.lock();
+        let cleared = recent.entries.len();
+        recent.entries.clear();
+        cleared
+    }
+
+    /// The IMDSv1 users: per client, its count, paths and processes.
+    pub fn audit(&self) -> serde_json::Value {
+        let audit = self.audit.lock();
+        let clients: Vec<serde_json::Value> = audit
+            .iter()
+            .map(|(client, row)| {
+                let mut shown = serde_json::to_value(row).unwrap_or_default();
+                shown["client"] = client.to_string().into();
+                shown
+            })
+            .collect();
+        serde_json::json!({ "clients": clients })
+    }
+
+    /// Forgets the audit.
+    pub fn clear_audit(&self) {
+        self.audit.lock().clear();
+        self.looked_up.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, status: u16, version: Version) -> Entry {
+        Entry {
+            id: 0,
+            time: SystemTime::now(),
+            client: "10.0.0.7:4000".parse().unwrap(),
+            method: Method::GET,
+            path: path.into(),
+            version,
+            status,
+            role: None,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn the_journal_keeps_the_newest_and_filters_them() {
+        let journal = Journal::new(3);
+        for (i, status) in [200, 404, 200, 401].into_iter().enumerate() {
+            journal.record(entry(
+                &format!("/latest/meta-data/{i}"),
+                status,
+                Version::V2,
+            ));
+        }
+        let all = journal.read(&Filter::default());
+        let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [2, 3, 4], "the oldest went first");
+        let ok = journal.read(&Filter {
+            status: Some(200),
+            ..Filter::default()
+        });
+        assert_eq!(ok.len(), 1);
+        let newest = journal.read(&Filter {
+            limit: Some(1),
+            ..Filter::default()
+        });
+        assert_eq!(newest[0].id, 4);
+        let after = journal.read(&Filter {
+            after: Some(3),
+            ..Filter::default()
+        });
+        assert_eq!(after.len(), 1);
+        assert_eq!(journal.clear(), 3);
+        assert!(journal.read(&Filter::default()).is_empty());
+    }
+
+    #[test]
+    fn the_audit_counts_requests_without_a_token_per_client_and_path() {
+        let journal = Journal::new(0);
+        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V1));
+        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V1));
+        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V2));
+        let audit = journal.audit();
+        let client = &audit["clients"][0];
+        assert_eq!(client["client"], "10.0.0.7");
+        assert_eq!(client["v1_requests"], 2);
+        assert_eq!(client["paths"]["/latest/meta-data/ami-id"], 2);
+    }
+}
