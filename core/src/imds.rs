@@ -74,9 +74,13 @@ impl Handler for Imds {
                 Box::pin(self.respond_with_faults(applied, route, request, peer)).await
             }
         };
-        let status = response.status().as_u16();
-        METRICS.request(route, status);
-        let role = (status == 200).then(|| role_served(route, &path)).flatten();
+        // None: closed without an answer (a fault rule's drop or hang).
+        let status = (response.extensions().get::<CloseUnanswered>().is_none())
+            .then(|| response.status().as_u16());
+        METRICS.request(route, status.unwrap_or(0));
+        let role = (status == Some(200))
+            .then(|| role_served(route, &path))
+            .flatten();
         let logged = self
             .access_log
             .as_ref()
@@ -99,7 +103,7 @@ impl Handler for Imds {
             log.record(
                 peer,
                 Some((method.as_str(), &path)),
-                response.status().as_u16(),
+                status.unwrap_or(0),
                 size as usize,
             );
         }

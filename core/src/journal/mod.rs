@@ -42,7 +42,8 @@ pub struct Entry {
     pub method: Method,
     pub path: String,
     pub version: Version,
-    pub status: u16,
+    /// `None`: the connection was closed without an answer (a fault).
+    pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +76,7 @@ impl Filter {
             .as_deref()
             .is_none_or(|p| entry.path.starts_with(p))
             && self.client.is_none_or(|c| c.contains(entry.client.ip()))
-            && self.status.is_none_or(|s| s == entry.status)
+            && self.status.is_none_or(|s| Some(s) == entry.status)
             && self.since.is_none_or(|t| entry.time >= t)
             && self.after.is_none_or(|id| entry.id > id)
     }
@@ -270,7 +271,7 @@ mod tests {
             method: Method::GET,
             path: path.into(),
             version,
-            status,
+            status: Some(status),
             role: None,
             fault: None,
         }

@@ -1,0 +1,524 @@
+//! For testers: fault rules, the request journal and the IMDSv1 audit,
+//! driven over HTTP with real clients (boto3/botocore, the Rust aws-config
+//! IMDS client) against the built `ersatz` binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{ersatz, metric, python, run_python, send_body, Ersatz};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Adds a rule over the admin API; returns its name.
+async fn add_fault(server: &Ersatz, rule: Value) -> String {
+    let reply = send_body(
+        &server.admin_url,
+        Method::POST,
+        "/faults",
+        &[("content-type", "application/json")],
+        &rule.to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    reply.json()["name"].as_str().unwrap().to_owned()
+}
+
+/// The journal's entries, oldest first (`query` as `GET /requests` takes it).
+async fn journal(server: &Ersatz, query: &str) -> Vec<Value> {
+    let reply = send_body(
+        &server.admin_url,
+        Method::GET,
+        &format!("/requests{query}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()["requests"].as_array().unwrap().clone()
+}
+
+async fn admin(server: &Ersatz, method: Method, path: &str) -> common::Reply {
+    send_body(&server.admin_url, method, path, &[], "").await
+}
+
+fn statuses(entries: &[Value]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect()
+}
+
+/// boto3's credential lookup, printing the method, the key and expiry.
+const BOTO3_CREDENTIALS: &str = "import boto3, json, logging, sys\n\
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='LOG %(message)s')\n\
+    c = boto3.Session(region_name='us-east-1').get_credentials()\n\
+    f = c.get_frozen_credentials()\n\
+    expiry = getattr(c, '_expiry_time', None)\n\
+    print(json.dumps({'method': c.method, 'key': f.access_key, 'expiry': expiry.isoformat() if expiry else None}))";
+
+fn boto3_credentials(server: &Ersatz, attempts: &str) -> (Value, String) {
+    let out = run_python(
+        &python(),
+        &["-c", BOTO3_CREDENTIALS],
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", attempts),
+        ],
+    );
+    let last = out.lines().last().unwrap_or_default();
+    (serde_json::from_str(last).expect(&out), out)
+}
+
+// ---- boto3 ------------------------------------------------------------------
+
+#[tokio::test]
+async fn boto3_retries_through_500s_and_used_a_token_on_every_request() {
+    let server = Ersatz::start();
+    let rule = add_fault(
+        &server,
+        json!({ "name": "outage", "action": "status", "status": 500, "route": "credentials", "for": 2 }),
+    )
+    .await;
+    let (got, _) = boto3_credentials(&server, "3");
+    assert_eq!(got["method"], "iam-role");
+    assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
+
+    let entries = journal(&server, "").await;
+    let credential_requests: Vec<Value> = entries
+        .iter()
+        .filter(|e| e["path"].as_str().unwrap().contains("/iam/"))
+        .cloned()
+        .collect();
+    // The role listing twice refused, then answered; then the role itself.
+    assert_eq!(statuses(&credential_requests), [500, 500, 200, 200]);
+    assert_eq!(credential_requests[0]["fault"], rule);
+    assert_eq!(credential_requests[3]["role"], "ersatz-default");
+    // IMDSv2 throughout: the token PUT first, then a token on every GET.
+    assert_eq!(entries[0]["method"], "PUT");
+    for entry in &entries {
+        assert_eq!(entry["version"], "v2", "{entry}");
+    }
+    let metrics = admin(&server, Method::GET, "/metrics").await.text();
+    assert_eq!(
+        metric(&metrics, "ersatz_faults_applied_total{kind=\"status\"}"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn boto3_retries_until_a_throttle_lets_it_through() {
+    let server = Ersatz::start();
+    // Five a second after a burst of one: boto3 needs two in a row (the
+    // role, then its credentials), so it is refused until the bucket refills.
+    add_fault(
+        &server,
+        json!({ "action": "throttle", "rate": 5, "burst": 1, "route": "credentials", "retry_after": "1s" }),
+    )
+    .await;
+    let (got, _) = boto3_credentials(&server, "5000");
+    assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
+    let answered = statuses(&journal(&server, "?path=/latest/meta-data/iam/").await);
+    assert!(answered.contains(&429), "{answered:?}");
+    assert_eq!(answered.iter().filter(|s| **s == 200).count(), 2);
+    assert_eq!(answered.last(), Some(&200));
+    let throttled = send_body(
+        &server.url,
+        Method::GET,
+        "/latest/meta-data/iam/security-credentials/",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(throttled.header("retry-after"), "1");
+}
+
+#[tokio::test]
+async fn boto3_extends_expired_credentials_as_botocore_documents() {
+    let server = Ersatz::start();
+    add_fault(
+        &server,
+        json!({ "action": "expired-credentials", "route": "credentials" }),
+    )
+    .await;
+    let document = server
+        .get("/latest/meta-data/iam/security-credentials/ersatz-default")
+        .await
+        .json();
+    let expiration = time::OffsetDateTime::parse(
+        document["Expiration"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(expiration < time::OffsetDateTime::now_utc());
+    assert_eq!(document["Code"], "Success");
+
+    let (got, out) = boto3_credentials(&server, "1");
+    // botocore keeps the credentials and tries again within 12 to 20 minutes.
+    assert!(
+        out.contains("Attempting credential expiration extension"),
+        "{out}"
+    );
+    let expiry = time::OffsetDateTime::parse(
+        got["expiry"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(expiry > time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+}
+
+// ---- the Rust aws-config IMDS client -------------------------------------------
+
+#[tokio::test]
+async fn aws_config_times_out_past_its_read_timeout_and_not_before() {
+    let server = Ersatz::start();
+    let client = || {
+        common::imds_client(&server.url)
+            .read_timeout(Duration::from_millis(500))
+            .max_attempts(1)
+            .build()
+    };
+    let slow = add_fault(
+        &server,
+        json!({ "name": "slow", "action": "latency", "latency": "2s", "route": "metadata" }),
+    )
+    .await;
+    let error = client()
+        .get("/latest/meta-data/instance-id")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:?}").to_lowercase().contains("timeout"),
+        "{error:?}"
+    );
+    admin(&server, Method::DELETE, &format!("/faults/{slow}")).await;
+    add_fault(
+        &server,
+        json!({ "action": "latency", "latency": "100ms", "route": "metadata" }),
+    )
+    .await;
+    let id = client().get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!(id.as_ref(), "i-0123456789abcdef0");
+}
+
+#[tokio::test]
+async fn aws_config_reports_a_token_put_closed_without_an_answer() {
+    let server = Ersatz::start();
+    add_fault(&server, json!({ "action": "drop", "route": "token" })).await;
+    let client = common::imds_client(&server.url).max_attempts(1).build();
+    let error = client
+        .get("/latest/meta-data/instance-id")
+        .await
+        .unwrap_err();
+    let shown = format!("{error:?}");
+    assert!(
+        shown.contains("FailedToLoadToken") && shown.contains("IncompleteMessage"),
+        "a token that never came, on a connection closed early: {shown}"
+    );
+    let token_requests = journal(&server, "?path=/latest/api/token").await;
+    assert_eq!(token_requests.len(), 1);
+    assert_eq!(token_requests[0]["fault"], "fault-1");
+}
+
+// ---- every rule kind, over HTTP ----------------------------------------------------
+
+/// What one request on a new connection got.
+#[derive(Debug, PartialEq)]
+enum Got {
+    Status(u16),
+    /// The connection closed without an answer.
+    Closed,
+    /// Neither an answer nor a close within the client's patience.
+    Nothing,
+}
+
+fn raw_get(url: &str, path: &str, patience: Duration) -> Got {
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream.set_read_timeout(Some(patience)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Got::Nothing,
+            Err(_) => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&answer);
+    match head.split(' ').nth(1).and_then(|s| s.parse().ok()) {
+        Some(status) => Got::Status(status),
+        None => Got::Closed,
+    }
+}
+
+#[tokio::test]
+async fn drop_and_hang_close_the_connection_without_an_answer() {
+    let server = Ersatz::start();
+    add_fault(
+        &server,
+        json!({ "action": "drop", "path": "/latest/meta-data/ami-id" }),
+    )
+    .await;
+    add_fault(
+        &server,
+        json!({ "action": "hang", "max": "1s", "path": "/latest/meta-data/hostname" }),
+    )
+    .await;
+    let url = server.url.clone();
+    let patient = Duration::from_secs(20);
+    let got = tokio::task::spawn_blocking(move || {
+        [
+            raw_get(&url, "/latest/meta-data/ami-id", patient),
+            raw_get(&url, "/latest/meta-data/hostname", patient),
+            raw_get(&url, "/latest/meta-data/instance-id", patient),
+            // A client that gives up first has had nothing either.
+            raw_get(
+                &url,
+                "/latest/meta-data/hostname",
+                Duration::from_millis(200),
+            ),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        [Got::Closed, Got::Closed, Got::Status(200), Got::Nothing]
+    );
+    let metrics = admin(&server, Method::GET, "/metrics").await.text();
+    assert_eq!(
+        metric(&metrics, "ersatz_faults_applied_total{kind=\"drop\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&metrics, "ersatz_faults_applied_total{kind=\"hang\"}"),
+        2
+    );
+}
+
+/// The statuses a run of requests gets under `rule`, on a fresh server.
+async fn outcomes_under(rule: Value, requests: usize) -> Vec<u16> {
+    let server = Ersatz::start();
+    add_fault(&server, rule).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..requests {
+        outcomes.push(
+            server
+                .get("/latest/meta-data/instance-id")
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn a_seed_repeats_its_run_exactly() {
+    let rule = |seed: u64| json!({ "action": "status", "status": 503, "probability": 0.5, "seed": seed, "route": "metadata" });
+    let first = outcomes_under(rule(42), 40).await;
+    assert_eq!(first, outcomes_under(rule(42), 40).await);
+    assert_ne!(first, outcomes_under(rule(43), 40).await);
+    assert!(first.contains(&503) && first.contains(&200), "{first:?}");
+}
+
+#[tokio::test]
+async fn after_and_for_choose_which_requests_and_rules_clear_at_run_time() {
+    let outcomes = outcomes_under(
+        json!({ "action": "status", "status": 500, "after": 2, "for": 3 }),
+        7,
+    )
+    .await;
+    assert_eq!(outcomes, [200, 200, 500, 500, 500, 200, 200]);
+
+    let server = Ersatz::start();
+    let name = add_fault(&server, json!({ "action": "status", "status": 503 })).await;
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let listed = admin(&server, Method::GET, "/faults").await.json();
+    assert_eq!(listed["faults"][0]["name"], name);
+    assert_eq!(listed["faults"][0]["applied"], 1);
+    let cleared = admin(&server, Method::DELETE, &format!("/faults/{name}")).await;
+    assert_eq!(cleared.status, StatusCode::OK);
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::OK
+    );
+    let again = admin(&server, Method::DELETE, &format!("/faults/{name}")).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn rules_from_the_configuration_apply_from_start_and_bad_ones_say_why() {
+    let server = Ersatz::with_toml(
+        "[[faults]]\nname = \"v1-outage\"\naction = \"status\"\nstatus = 502\nmethod = \"GET\"\npath = \"/latest/meta-data/local-*\"\n",
+    );
+    assert_eq!(
+        server.get("/latest/meta-data/local-ipv4").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::OK
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[[faults]]\naction = \"status\"\nstatus = 200\n").unwrap();
+    let checked = ersatz(
+        &["config", "check", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(checked.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(said.contains("faults.0.status"), "{said}");
+    assert!(said.contains("400 to 599"), "{said}");
+
+    let refused = send_body(
+        &server.admin_url,
+        Method::POST,
+        "/faults",
+        &[],
+        &json!({ "action": "throttle", "rate": -1 }).to_string(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text().contains("rate"), "{}", refused.text());
+}
+
+#[test]
+fn the_cli_adds_lists_and_clears_rules() {
+    let server = Ersatz::start();
+    let admin = ["--admin", server.admin_url.as_str()];
+    let run = |args: &[&str]| {
+        let output = ersatz(&[args, &admin].concat(), &[]);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let added = run(&[
+        "fault", "add", "--action", "status", "--status", "503", "--route", "metadata", "--for",
+        "1", "--name", "blip",
+    ]);
+    assert!(added.contains("blip"), "{added}");
+    let listed = run(&["fault", "list"]);
+    assert!(listed.contains("\"status\":503"), "{listed}");
+    run(&["fault", "clear", "blip"]);
+    let refused = ersatz(&[&["fault", "clear", "blip"][..], &admin].concat(), &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let bad = ersatz(
+        &[&["fault", "add", "--action", "teleport"][..], &admin].concat(),
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an action"));
+}
+
+// ---- the journal and the audit -------------------------------------------------------
+
+#[tokio::test]
+async fn with_v1_disabled_the_journal_shows_the_401s() {
+    let server = Ersatz::with_toml("[imds]\nv1 = \"disabled\"\n");
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    server.get_v2("/latest/meta-data/instance-id").await;
+    let entries = journal(&server, "?path=/latest/meta-data/").await;
+    let shown: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shown, [("v1".to_owned(), 401), ("v2".to_owned(), 200)]);
+    let refused = journal(&server, "?status=401").await;
+    assert_eq!(refused.len(), 1);
+    // Never a token: the token answer's body is not kept, nor its header.
+    let everything = admin(&server, Method::GET, "/requests").await.text();
+    let token = server.token().await;
+    let after = admin(&server, Method::GET, "/requests").await.text();
+    assert!(!everything.contains(&token) && !after.contains(&token));
+    let bad = admin(&server, Method::GET, "/requests?status=abc").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let cleared = admin(&server, Method::DELETE, "/requests").await.json();
+    assert!(cleared["cleared"].as_u64().unwrap() >= 3);
+    let metrics = admin(&server, Method::GET, "/metrics").await.text();
+    assert_eq!(metric(&metrics, "ersatz_imds_v1_requests_total"), 1);
+}
+
+#[tokio::test]
+async fn requests_follow_streams_new_entries_as_json_lines() {
+    let server = Ersatz::start();
+    let mut stream = tokio::net::TcpStream::connect(server.admin_url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /requests?follow&path=/latest/meta-data/instance HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    server.get("/latest/meta-data/ami-id").await;
+    server.get("/latest/meta-data/instance-id").await;
+    server.get("/latest/meta-data/instance-type").await;
+    let mut seen = String::new();
+    let mut buffer = [0; 4096];
+    while seen.matches("\"path\"").count() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer))
+            .await
+            .expect("lines arrive")
+            .unwrap();
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(seen.contains("application/x-ndjson"), "{seen}");
+    assert!(seen.contains("/latest/meta-data/instance-id"));
+    assert!(seen.contains("/latest/meta-data/instance-type"));
+    assert!(!seen.contains("ami-id"), "filtered out: {seen}");
+}
+
+#[test]
+fn the_audit_names_the_python_process_that_used_imdsv1() {
+    let server = Ersatz::start();
+    let script = "import http.client, json, os, sys\n\
+        c = http.client.HTTPConnection(sys.argv[1])\n\
+        for path in ['/latest/meta-data/instance-id', '/latest/meta-data/instance-id', '/latest/meta-data/ami-id']:\n\
+        \x20   c.request('GET', path)\n\
+        \x20   c.getresponse().read()\n\
+        print(os.getpid())";
+    let authority = server.url.trim_start_matches("http://");
+    let out = run_python(&python(), &["-c", script, authority, "audit-marker"], &[]);
+    let pid: u64 = out.trim().parse().unwrap();
+
+    let output = ersatz(&["audit", "--admin", &server.admin_url], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains("127.0.0.1: 3 requests without a token"),
+        "{report}"
+    );
+    assert!(report.contains(&format!("process {pid}:")), "{report}");
+    assert!(
+        report.contains("audit-marker"),
+        "the command line: {report}"
+    );
+    assert!(
+        report.contains("2  /latest/meta-data/instance-id"),
+        "{report}"
+    );
+
+    let listed = ersatz(
+        &["requests", "--admin", &server.admin_url, "--limit", "1"],
+        &[],
+    );
+    let lines = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(lines.contains("ami-id"), "the newest: {lines}");
+}
