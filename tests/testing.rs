@@ -487,14 +487,27 @@ async fn requests_follow_streams_new_entries_as_json_lines() {
 #[test]
 fn the_audit_names_the_python_process_that_used_imdsv1() {
     let server = Ersatz::start();
-    let script = "import http.client, json, os, sys\n\
+    // The process keeps its connection open until the audit names it, as a
+    // long-lived SDK client does: found off the request path, a process that
+    // exits at once may be gone before it is looked up.
+    let script = "import http.client, json, os, sys, time\n\
         c = http.client.HTTPConnection(sys.argv[1])\n\
         for path in ['/latest/meta-data/instance-id', '/latest/meta-data/instance-id', '/latest/meta-data/ami-id']:\n\
         \x20   c.request('GET', path)\n\
         \x20   c.getresponse().read()\n\
+        a = http.client.HTTPConnection(sys.argv[2])\n\
+        for _ in range(200):\n\
+        \x20   a.request('GET', '/audit')\n\
+        \x20   if str(os.getpid()) in a.getresponse().read().decode(): break\n\
+        \x20   time.sleep(0.05)\n\
         print(os.getpid())";
     let authority = server.url.trim_start_matches("http://");
-    let out = run_python(&python(), &["-c", script, authority, "audit-marker"], &[]);
+    let admin = server.admin_url.trim_start_matches("http://");
+    let out = run_python(
+        &python(),
+        &["-c", script, authority, admin, "audit-marker"],
+        &[],
+    );
     let pid: u64 = out.trim().parse().unwrap();
 
     let output = ersatz(&["audit", "--admin", &server.admin_url], &[]);

@@ -56,6 +56,7 @@ impl Handler for Imds {
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
+        local: SocketAddr,
     ) -> Response<Body> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -63,7 +64,7 @@ impl Handler for Imds {
         let version = version_of(route, &request);
         if version == Version::V1 {
             METRICS.v1_requests.fetch_add(1, Relaxed);
-            self.journal.note_v1_process(peer).await;
+            self.journal.note_v1_process(peer, local);
         }
         let faults = self.faults.check(route, &method, &path, peer.ip());
         let fault = faults.as_ref().map(|applied| applied.rules.join(","));

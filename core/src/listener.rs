@@ -27,10 +27,12 @@ use crate::encoder::Body;
 /// Whatever answers requests on a listener (the metadata service, the admin API).
 /// The answer owns its handler, so hyper can hold it without borrowing.
 pub trait Handler: Send + Sync + 'static {
+    /// `peer` is the client's end of the connection, `local` ours.
     fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
+        local: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send + 'static;
 
     /// A request hyper refused before it reached [`Handler::handle`] (a
@@ -456,6 +458,7 @@ pub async fn serve<H: Handler>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
         let rejections = handler.clone();
         let handler = handler.clone();
         let state = Arc::new(Connection {
@@ -466,7 +469,7 @@ pub async fn serve<H: Handler>(
         let service = service_fn(move |request| {
             state.activity.busy();
             Answer::start(
-                Box::pin(CatchPanic(handler.clone().handle(request, peer))),
+                Box::pin(CatchPanic(handler.clone().handle(request, peer, local))),
                 state.clone(),
             )
         });

@@ -321,10 +321,11 @@ impl Handler for ArcSwap<Imds> {
         self: Arc<Self>,
         request: http::Request<hyper::body::Incoming>,
         peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
     ) -> impl std::future::Future<Output = http::Response<crate::encoder::Body>> + Send + 'static
     {
         // This request keeps its version of the service for its whole life.
-        self.load_full().handle(request, peer)
+        self.load_full().handle(request, peer, local)
     }
 
     fn rejected(&self, peer: std::net::SocketAddr, error: &hyper::Error) {

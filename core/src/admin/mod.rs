@@ -355,6 +355,7 @@ impl Handler for Admin {
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
+        _local: SocketAddr,
     ) -> Response<Body> {
         if let Err((status, reason)) = self.access.load().check(&request, peer) {
             return json_error(status, reason);

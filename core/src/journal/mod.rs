@@ -97,7 +97,7 @@ pub struct Journal {
     /// Loopback peers already looked up, and the walk of `/proc` that
     /// finds them (one at a time: concurrent lookups share one walk).
     looked_up: parking_lot::Mutex<HashMap<SocketAddr, ()>>,
-    owners: Arc<parking_lot::Mutex<process::Owners>>,
+    owners: parking_lot::Mutex<process::Owners>,
 }
 
 struct Recent {
@@ -127,7 +127,7 @@ impl Journal {
             stopping: watch::channel(false).0,
             audit: parking_lot::Mutex::default(),
             looked_up: parking_lot::Mutex::default(),
-            owners: Arc::default(),
+            owners: parking_lot::Mutex::default(),
         }
     }
 
@@ -174,9 +174,10 @@ impl Journal {
     }
 
     /// For a request without a token from a loopback client: finds the
-    /// process behind it, once per connection, while the connection is
-    /// open (so before its answer). Off the async threads.
-    pub async fn note_v1_process(&self, peer: SocketAddr) {
+    /// process behind it, once per connection. The socket is found at once,
+    /// while the connection is surely open (a query of microseconds); its
+    /// process later, off the request's path, by a walk of `/proc`.
+    pub fn note_v1_process(self: &Arc<Self>, peer: SocketAddr, local: SocketAddr) {
         if !peer.ip().to_canonical().is_loopback() {
             return;
         }
@@ -189,20 +190,24 @@ impl Journal {
                 return;
             }
         }
-        let owners = self.owners.clone();
-        let Ok(Some(process)) = tokio::task::spawn_blocking(move || owners.lock().of(peer)).await
-        else {
+        let Some(inode) = process::socket_inode(peer, local) else {
             return;
         };
-        let mut audit = self.audit.lock();
-        let client = peer.ip().to_canonical();
-        if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
-            return;
-        }
-        let row = audit.entry(client).or_default();
-        if !row.processes.contains(&process) && row.processes.len() < AUDIT_PROCESSES {
-            row.processes.push(process);
-        }
+        let journal = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(process) = journal.owners.lock().of(inode) else {
+                return;
+            };
+            let mut audit = journal.audit.lock();
+            let client = peer.ip().to_canonical();
+            if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
+                return;
+            }
+            let row = audit.entry(client).or_default();
+            if !row.processes.contains(&process) && row.processes.len() < AUDIT_PROCESSES {
+                row.processes.push(process);
+            }
+        });
     }
 
     /// The entries `filter` admits, oldest first.

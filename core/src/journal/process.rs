@@ -1,6 +1,6 @@
 //! Which local process holds the other end of a loopback connection: its
-//! socket's inode from `/proc/net/tcp` or `tcp6`, then the process whose
-//! `/proc/PID/fd` holds that socket.
+//! socket's inode from the kernel (a `sock_diag` query for that one
+//! connection), then the process whose `/proc/PID/fd` holds that socket.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,11 +26,8 @@ pub struct Owners {
 const FRESH: Duration = Duration::from_secs(2);
 
 impl Owners {
-    /// The process on the client side of `client` (a loopback peer), if
-    /// it can be found (it may have closed the connection already, or be
-    /// another user's process that we may not look into).
-    pub fn of(&mut self, client: SocketAddr) -> Option<Process> {
-        let inode = socket_inode(client)?;
+    /// The process holding the socket `inode`, if one we may look into does.
+    pub fn of(&mut self, inode: u64) -> Option<Process> {
         let fresh = self.walked.is_some_and(|at| at.elapsed() < FRESH);
         if !fresh || !self.by_inode.contains_key(&inode) {
             self.by_inode = walk_processes();
@@ -40,38 +37,86 @@ impl Owners {
     }
 }
 
-/// The inode of the socket whose local end is `client`.
-fn socket_inode(client: SocketAddr) -> Option<u64> {
-    let table = match client.ip().to_canonical() {
-        IpAddr::V4(_) => "/proc/net/tcp",
-        IpAddr::V6(_) => "/proc/net/tcp6",
+/// The inode of the socket connected from `client` to `server` (the
+/// client's end), asked of the kernel for that one connection: reading
+/// all of `/proc/net/tcp` costs milliseconds once it holds thousands of
+/// closed connections.
+pub fn socket_inode(client: SocketAddr, server: SocketAddr) -> Option<u64> {
+    let (family, src, dst) = match (client.ip().to_canonical(), server.ip().to_canonical()) {
+        (IpAddr::V4(c), IpAddr::V4(s)) => (libc::AF_INET, v4_words(c), v4_words(s)),
+        (IpAddr::V6(c), IpAddr::V6(s)) => (libc::AF_INET6, c.octets(), s.octets()),
+        _ => return None,
     };
-    let text = std::fs::read_to_string(table).ok()?;
-    let wanted = proc_address(client);
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, inode) = (fields.get(1)?, fields.get(9)?);
-        if !local.eq_ignore_ascii_case(&wanted) {
-            return None;
-        }
-        inode.parse().ok().filter(|inode| *inode != 0)
-    })
+    let mut request = [0u8; REQUEST_LEN];
+    // nlmsghdr: length, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, sequence, port.
+    request[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    // inet_diag_req_v2: family, protocol, extensions, pad, states.
+    request[16] = family as u8;
+    request[17] = libc::IPPROTO_TCP as u8;
+    request[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // inet_diag_sockid: the socket's own end (source), then its peer.
+    request[24..26].copy_from_slice(&client.port().to_be_bytes());
+    request[26..28].copy_from_slice(&server.port().to_be_bytes());
+    request[28..44].copy_from_slice(&src);
+    request[44..60].copy_from_slice(&dst);
+    // Interface: any; cookie: none (INET_DIAG_NOCOOKIE).
+    request[64..72].copy_from_slice(&[0xff; 8]);
+    let answer = netlink_exchange(&request)?;
+    // nlmsghdr, then inet_diag_msg whose inode is at offset 68.
+    let kind = u16::from_ne_bytes(answer.get(4..6)?.try_into().ok()?);
+    if kind != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    let inode = u32::from_ne_bytes(answer.get(16 + 68..16 + 72)?.try_into().ok()?);
+    (inode != 0).then_some(u64::from(inode))
 }
 
-/// `client` as `/proc/net/tcp*` writes addresses: the address as 32-bit
-/// words in host byte order, in hex, then `:` and the port in hex.
-fn proc_address(client: SocketAddr) -> String {
-    let port = client.port();
-    match client.ip().to_canonical() {
-        IpAddr::V4(v4) => format!("{:08X}:{port:04X}", u32::from_ne_bytes(v4.octets())),
-        IpAddr::V6(v6) => {
-            let words: String = v6
-                .octets()
-                .chunks_exact(4)
-                .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
-                .collect();
-            format!("{words}:{port:04X}")
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// nlmsghdr (16) + inet_diag_req_v2 (56).
+const REQUEST_LEN: usize = 72;
+
+/// An IPv4 address where sock_diag wants it: the first of four words.
+fn v4_words(ip: std::net::Ipv4Addr) -> [u8; 16] {
+    let mut words = [0u8; 16];
+    words[..4].copy_from_slice(&ip.octets());
+    words
+}
+
+/// One request to the kernel's sock_diag netlink socket, one answer.
+fn netlink_exchange(request: &[u8]) -> Option<Vec<u8>> {
+    // SAFETY: plain socket calls on a descriptor this function owns and
+    // closes; buffers are valid for the lengths given.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        );
+        if fd < 0 {
+            return None;
         }
+        let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+        kernel.nl_family = libc::AF_NETLINK as u16;
+        let sent = libc::sendto(
+            fd,
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        );
+        let mut answer = vec![0u8; 8192];
+        let received = if sent == request.len() as isize {
+            libc::recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0)
+        } else {
+            -1
+        };
+        libc::close(fd);
+        let received = usize::try_from(received).ok()?;
+        answer.truncate(received);
+        Some(answer)
     }
 }
 
@@ -135,17 +180,6 @@ fn command_line(pid: u32) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_are_written_as_the_kernel_writes_them() {
-        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let expected = if cfg!(target_endian = "little") {
-            "0100007F:1F90"
-        } else {
-            "7F000001:1F90"
-        };
-        assert_eq!(proc_address(v4), expected);
-    }
-
     /// This test process connects to itself and finds itself.
     #[test]
     fn a_loopback_client_is_found_by_its_socket() {
@@ -153,7 +187,8 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_accepted, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
-        let found = Owners::default().of(peer).expect("this process");
+        let inode = socket_inode(peer, listener.local_addr().unwrap()).expect("the socket");
+        let found = Owners::default().of(inode).expect("this process");
         assert_eq!(found.pid, std::process::id());
         assert!(!found.command.is_empty());
     }
