@@ -173,6 +173,7 @@ impl ersatz::listener::Handler for Panicky {
         self: Arc<Self>,
         request: http::Request<hyper::body::Incoming>,
         _peer: SocketAddr,
+        _local: SocketAddr,
     ) -> http::Response<ersatz::encoder::Body> {
         let mut count = self.shared.lock();
         *count += 1;
