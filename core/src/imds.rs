@@ -19,7 +19,7 @@ use crate::encoder::{self, Body};
 use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
-use crate::journal::{Entry, Journal, Version};
+use crate::journal::{Answered, Journal, Version};
 use crate::listener::{CloseUnanswered, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
@@ -59,14 +59,17 @@ impl Handler for Imds {
         local: SocketAddr,
     ) -> Response<Body> {
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let route = route_of(&path);
+        // A reference count, not a copy: the journal copies the path into
+        // a buffer it reuses.
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let route = route_of(path);
         let version = version_of(route, &request);
         if version == Version::V1 {
             METRICS.v1_requests.fetch_add(1, Relaxed);
             self.journal.note_v1_process(peer, local);
         }
-        let faults = self.faults.check(route, &method, &path, peer.ip());
+        let faults = self.faults.check(route, &method, path, peer.ip());
         let fault = faults.as_ref().map(|applied| applied.rules.join(","));
         let response = match faults {
             None => self.respond(request, peer).await,
@@ -80,30 +83,24 @@ impl Handler for Imds {
             .then(|| response.status().as_u16());
         METRICS.request(route, status.unwrap_or(0));
         let role = (status == Some(200))
-            .then(|| role_served(route, &path))
+            .then(|| role_served(route, path))
             .flatten();
-        let logged = self
-            .access_log
-            .as_ref()
-            .map(|_| (method.clone(), path.clone()));
-        self.journal.record(Entry {
-            id: 0,
-            time: std::time::SystemTime::now(),
+        self.journal.record(Answered {
             client: peer,
-            method,
+            method: &method,
             path,
             version,
             status,
             role,
             fault,
         });
-        if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
+        if let Some(log) = &self.access_log {
             let size = http_body::Body::size_hint(response.body())
                 .exact()
                 .unwrap_or(0);
             log.record(
                 peer,
-                Some((method.as_str(), &path)),
+                Some((method.as_str(), path)),
                 status.unwrap_or(0),
                 size as usize,
             );

@@ -50,6 +50,50 @@ pub struct Entry {
     pub fault: Option<String>,
 }
 
+/// A request as the handler knows it when it has answered.
+pub struct Answered<'a> {
+    pub client: SocketAddr,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub version: Version,
+    /// `None`: closed without an answer.
+    pub status: Option<u16>,
+    pub role: Option<String>,
+    pub fault: Option<String>,
+}
+
+impl Answered<'_> {
+    /// Writes this request into `entry`, keeping its path's buffer.
+    fn fill(self, entry: &mut Entry, id: u64, time: SystemTime) {
+        entry.id = id;
+        entry.time = time;
+        entry.client = self.client;
+        entry.method.clone_from(self.method);
+        entry.path.clear();
+        entry.path.push_str(self.path);
+        entry.version = self.version;
+        entry.status = self.status;
+        entry.role = self.role;
+        entry.fault = self.fault;
+    }
+}
+
+impl Entry {
+    fn empty() -> Self {
+        Entry {
+            id: 0,
+            time: SystemTime::UNIX_EPOCH,
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            method: Method::GET,
+            path: String::new(),
+            version: Version::V1,
+            status: None,
+            role: None,
+            fault: None,
+        }
+    }
+}
+
 fn iso_millis<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::timefmt::iso_millis(*time))
 }
@@ -131,22 +175,37 @@ impl Journal {
         }
     }
 
-    /// Records one answered request.
-    pub fn record(&self, mut entry: Entry) {
-        if entry.version == Version::V1 {
-            self.audit_v1(&entry);
+    /// Records one answered request. Once the journal is full, the oldest
+    /// entry's memory (its path's too) takes the new one, unless a reader
+    /// still holds it: no allocation per request.
+    pub fn record(&self, answered: Answered<'_>) {
+        if answered.version == Version::V1 {
+            self.audit_v1(&answered);
         }
         if self.capacity == 0 {
             return;
         }
+        let time = SystemTime::now();
         let entry = {
             let mut recent = self.recent.lock();
-            entry.id = recent.next_id;
+            let id = recent.next_id;
             recent.next_id += 1;
-            if recent.entries.len() == self.capacity {
-                recent.entries.pop_front();
+            let oldest = (recent.entries.len() == self.capacity)
+                .then(|| recent.entries.pop_front())
+                .flatten();
+            let mut entry = match oldest {
+                Some(oldest) if Arc::strong_count(&oldest) == 1 => oldest,
+                _ => Arc::new(Entry::empty()),
+            };
+            match Arc::get_mut(&mut entry) {
+                Some(slot) => answered.fill(slot, id, time),
+                // Not reachable (a new or unshared entry), but no panic here.
+                None => {
+                    let mut fresh = Entry::empty();
+                    answered.fill(&mut fresh, id, time);
+                    entry = Arc::new(fresh);
+                }
             }
-            let entry = Arc::new(entry);
             recent.entries.push_back(entry.clone());
             entry
         };
@@ -155,7 +214,7 @@ impl Journal {
         }
     }
 
-    fn audit_v1(&self, entry: &Entry) {
+    fn audit_v1(&self, entry: &Answered<'_>) {
         let mut audit = self.audit.lock();
         let client = entry.client.ip().to_canonical();
         if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
@@ -164,10 +223,10 @@ impl Journal {
         let row = audit.entry(client).or_default();
         row.v1_requests += 1;
         let known = row.paths.len();
-        match row.paths.get_mut(&entry.path) {
+        match row.paths.get_mut(entry.path) {
             Some(count) => *count += 1,
             None if known < AUDIT_PATHS => {
-                row.paths.insert(entry.path.clone(), 1);
+                row.paths.insert(entry.path.to_owned(), 1);
             }
             None => row.other_paths += 1,
         }
@@ -268,13 +327,11 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn entry(path: &str, status: u16, version: Version) -> Entry {
-        Entry {
-            id: 0,
-            time: SystemTime::now(),
+    fn answered(path: &str, status: u16, version: Version) -> Answered<'_> {
+        Answered {
             client: "10.0.0.7:4000".parse().unwrap(),
-            method: Method::GET,
-            path: path.into(),
+            method: &Method::GET,
+            path,
             version,
             status: Some(status),
             role: None,
@@ -286,11 +343,8 @@ mod tests {
     fn the_journal_keeps_the_newest_and_filters_them() {
         let journal = Journal::new(3);
         for (i, status) in [200, 404, 200, 401].into_iter().enumerate() {
-            journal.record(entry(
-                &format!("/latest/meta-data/{i}"),
-                status,
-                Version::V2,
-            ));
+            let path = format!("/latest/meta-data/{i}");
+            journal.record(answered(&path, status, Version::V2));
         }
         let all = journal.read(&Filter::default());
         let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
@@ -310,6 +364,13 @@ mod tests {
             ..Filter::default()
         });
         assert_eq!(after.len(), 1);
+        // The entries reused for new ones hold the new paths, not the old.
+        assert_eq!(all[0].path, "/latest/meta-data/1");
+        assert_eq!(all[2].path, "/latest/meta-data/3");
+        // An entry a reader still holds is not reused under it.
+        journal.record(answered("/latest/meta-data/4", 200, Version::V2));
+        assert_eq!(all[0].path, "/latest/meta-data/1");
+        assert_eq!(all[0].id, 2);
         assert_eq!(journal.clear(), 3);
         assert!(journal.read(&Filter::default()).is_empty());
     }
@@ -317,9 +378,9 @@ mod tests {
     #[test]
     fn the_audit_counts_requests_without_a_token_per_client_and_path() {
         let journal = Journal::new(0);
-        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V1));
-        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V1));
-        journal.record(entry("/latest/meta-data/ami-id", 200, Version::V2));
+        journal.record(answered("/latest/meta-data/ami-id", 200, Version::V1));
+        journal.record(answered("/latest/meta-data/ami-id", 200, Version::V1));
+        journal.record(answered("/latest/meta-data/ami-id", 200, Version::V2));
         let audit = journal.audit();
         let client = &audit["clients"][0];
         assert_eq!(client["client"], "10.0.0.7");
