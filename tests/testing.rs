@@ -535,3 +535,84 @@ fn the_audit_names_the_python_process_that_used_imdsv1() {
     assert_eq!(lines.lines().count(), 1, "{lines}");
     assert!(lines.contains("ami-id"), "the newest: {lines}");
 }
+
+// ---- the hop limit ----------------------------------------------------------------
+
+/// The IP TTL of this process's socket connected from `local` to `peer`.
+fn ttl_of_socket(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: borrowed only for these calls; /proc/self/fd lists open fds
+        // (one may close meanwhile, then the calls fail and it is skipped).
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let Ok(stream) = socket.try_clone_to_owned().map(std::net::TcpStream::from) else {
+            continue;
+        };
+        if stream.local_addr().ok() == Some(local) && stream.peer_addr().ok() == Some(peer) {
+            let mut ttl: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a valid socket and an int-sized buffer.
+            let got = unsafe {
+                libc::getsockopt(
+                    stream.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_TTL,
+                    (&mut ttl as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            return (got == 0).then_some(ttl);
+        }
+    }
+    None
+}
+
+/// The server's end of a connection: the token answer leaves with the hop
+/// limit, the next answer on the same connection with the system's TTL
+/// again. (That routers then drop it is the kernel's part.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_answer_leaves_with_the_hop_limit_and_other_answers_do_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let handle = ersatz::Server::builder()
+        .toml("[imds]\nhop_limit = 3\n")
+        .start()
+        .await
+        .unwrap();
+    let authority = handle
+        .metadata_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let server: std::net::SocketAddr = authority.parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    async fn exchange(stream: &mut tokio::net::TcpStream, request: String) -> String {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = vec![0; 4096];
+        let n = stream.read(&mut buffer).await.unwrap();
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    }
+    let default_ttl: i32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let put = exchange(
+        &mut stream,
+        format!(
+        "PUT /latest/api/token HTTP/1.1\r\nHost: {authority}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n"
+    ))
+    .await;
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    assert_eq!(ttl_of_socket(server, client), Some(3));
+    let get = exchange(
+        &mut stream,
+        format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+    )
+    .await;
+    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+    assert_eq!(ttl_of_socket(server, client), Some(default_ttl));
+    handle.shutdown().await;
+}

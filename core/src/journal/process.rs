@@ -24,15 +24,24 @@ pub struct Owners {
 
 /// How long one walk of `/proc` answers for sockets it saw.
 const FRESH: Duration = Duration::from_secs(2);
+/// The least time between two walks: a client opening connection after
+/// connection must not make ersatz walk `/proc` for each (its later
+/// connections may then go without a process in the audit).
+const BETWEEN_WALKS: Duration = Duration::from_millis(250);
 
 impl Owners {
     /// The process holding the socket `inode`, if one we may look into does.
     pub fn of(&mut self, inode: u64) -> Option<Process> {
-        let fresh = self.walked.is_some_and(|at| at.elapsed() < FRESH);
-        if !fresh || !self.by_inode.contains_key(&inode) {
-            self.by_inode = walk_processes();
-            self.walked = Some(Instant::now());
+        if let Some(process) = self.by_inode.get(&inode) {
+            if self.walked.is_some_and(|at| at.elapsed() < FRESH) {
+                return Some(process.clone());
+            }
         }
+        if self.walked.is_some_and(|at| at.elapsed() < BETWEEN_WALKS) {
+            return None;
+        }
+        self.by_inode = walk_processes();
+        self.walked = Some(Instant::now());
         self.by_inode.get(&inode).cloned()
     }
 }
@@ -97,6 +106,19 @@ fn netlink_exchange(request: &[u8]) -> Option<Vec<u8>> {
         if fd < 0 {
             return None;
         }
+        // The kernel answers at once, even "no such socket"; this bounds a
+        // surprise, since the caller is answering a request.
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
         let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
         kernel.nl_family = libc::AF_NETLINK as u16;
         let sent = libc::sendto(

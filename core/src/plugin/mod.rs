@@ -72,7 +72,7 @@ use v0_2 as latest;
 /// Why a call produced no answer.
 #[derive(Debug)]
 pub enum Failure {
-    /// No room: every slot stayed taken for [`engine::SLOT_WAIT`], or the
+    /// No room: every slot stayed taken for `SLOT_WAIT` (100 ms), or the
     /// pool was full at instantiation all the same. Not a call.
     Busy,
     /// It could not be instantiated (its memory's minimum above
