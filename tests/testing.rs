@@ -110,11 +110,12 @@ async fn boto3_retries_through_500s_and_used_a_token_on_every_request() {
 #[tokio::test]
 async fn boto3_retries_until_a_throttle_lets_it_through() {
     let server = Ersatz::start();
-    // Five a second after a burst of one: boto3 needs two in a row (the
-    // role, then its credentials), so it is refused until the bucket refills.
+    // Two a second after a burst of one: boto3 needs two in a row (the
+    // role, then its credentials), so it is refused until the bucket refills
+    // (botocore retries at once, so its attempts span the half second).
     add_fault(
         &server,
-        json!({ "action": "throttle", "rate": 5, "burst": 1, "route": "credentials", "retry_after": "1s" }),
+        json!({ "action": "throttle", "rate": 2, "burst": 1, "route": "credentials" }),
     )
     .await;
     let (got, _) = boto3_credentials(&server, "5000");
@@ -123,14 +124,18 @@ async fn boto3_retries_until_a_throttle_lets_it_through() {
     assert!(answered.contains(&429), "{answered:?}");
     assert_eq!(answered.iter().filter(|s| **s == 200).count(), 2);
     assert_eq!(answered.last(), Some(&200));
-    let throttled = send_body(
-        &server.url,
-        Method::GET,
-        "/latest/meta-data/iam/security-credentials/",
-        &[],
-        "",
+    // Past its bucket a throttle says when to come back: one an hour, so
+    // the second request is refused however slow this machine is.
+    add_fault(
+        &server,
+        json!({ "action": "throttle", "rate": 0.0003, "burst": 1, "path": "/latest/meta-data/ami-id", "retry_after": "1s" }),
     )
     .await;
+    assert_eq!(
+        server.get("/latest/meta-data/ami-id").await.status,
+        StatusCode::OK
+    );
+    let throttled = server.get("/latest/meta-data/ami-id").await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(throttled.header("retry-after"), "1");
 }
@@ -176,13 +181,13 @@ async fn aws_config_times_out_past_its_read_timeout_and_not_before() {
     let server = Ersatz::start();
     let client = || {
         common::imds_client(&server.url)
-            .read_timeout(Duration::from_millis(500))
+            .read_timeout(Duration::from_secs(1))
             .max_attempts(1)
             .build()
     };
     let slow = add_fault(
         &server,
-        json!({ "name": "slow", "action": "latency", "latency": "2s", "route": "metadata" }),
+        json!({ "name": "slow", "action": "latency", "latency": "3s", "route": "metadata" }),
     )
     .await;
     let error = client()
@@ -196,7 +201,7 @@ async fn aws_config_times_out_past_its_read_timeout_and_not_before() {
     admin(&server, Method::DELETE, &format!("/faults/{slow}")).await;
     add_fault(
         &server,
-        json!({ "action": "latency", "latency": "100ms", "route": "metadata" }),
+        json!({ "action": "latency", "latency": "50ms", "route": "metadata" }),
     )
     .await;
     let id = client().get("/latest/meta-data/instance-id").await.unwrap();
@@ -354,6 +359,33 @@ async fn after_and_for_choose_which_requests_and_rules_clear_at_run_time() {
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
+/// A route class is the path as the tree sees it: another spelling of a
+/// credentials or token path is still that route.
+#[tokio::test]
+async fn rules_see_paths_as_the_tree_does() {
+    let server = Ersatz::start();
+    add_fault(
+        &server,
+        json!({ "action": "status", "status": 503, "route": "credentials" }),
+    )
+    .await;
+    for path in [
+        "/latest/meta-data/iam/security-credentials/",
+        "/latest/meta-data/iam//security-credentials/ersatz-default",
+        "/latest//meta-data/iam/security-credentials/ersatz-default/",
+    ] {
+        assert_eq!(
+            server.get(path).await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        server.get("/latest/meta-data/instance-id").await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn rules_from_the_configuration_apply_from_start_and_bad_ones_say_why() {
     let server = Ersatz::with_toml(
@@ -408,6 +440,9 @@ fn the_cli_adds_lists_and_clears_rules() {
     let listed = run(&["fault", "list"]);
     assert!(listed.contains("\"status\":503"), "{listed}");
     run(&["fault", "clear", "blip"]);
+    // An empty name is not "every rule" by accident.
+    let empty = ersatz(&[&["fault", "clear", ""][..], &admin].concat(), &[]);
+    assert_eq!(empty.status.code(), Some(2));
     let refused = ersatz(&[&["fault", "clear", "blip"][..], &admin].concat(), &[]);
     assert_eq!(refused.status.code(), Some(1));
     let bad = ersatz(

@@ -380,10 +380,10 @@ impl Faults<'_> {
             .handle
             .call(Method::POST, "/faults", Some(rule))
             .await?;
-        let name = serde_json::from_str::<serde_json::Value>(&answer)
+        serde_json::from_str::<serde_json::Value>(&answer)
             .ok()
-            .and_then(|v| v["name"].as_str().map(str::to_owned));
-        Ok(name.unwrap_or_default())
+            .and_then(|v| v["name"].as_str().map(str::to_owned))
+            .ok_or_else(|| Error::Admin("the admin API's answer names no rule".into()))
     }
 
     /// The rules in force, each as written, with `matched` and `applied` counts.
@@ -395,6 +395,13 @@ impl Faults<'_> {
 
     /// Removes the rule named `name`.
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        // `/faults/` is the whole collection: an empty name must not clear it.
+        if name.is_empty() {
+            return Err(Error::Refused {
+                status: StatusCode::NOT_FOUND,
+                message: "no fault rule has an empty name".into(),
+            });
+        }
         let path = format!("/faults/{name}");
         self.handle
             .call(Method::DELETE, &path, None)

@@ -79,6 +79,8 @@ impl Faults {
     /// Replaces every rule (a reload): their counts start again.
     pub fn replace(&self, rules: Vec<FaultRule>) {
         let _changing = self.changing.lock();
+        // Unnamed rules added later are numbered after these.
+        self.added.fetch_max(rules.len() as u64, Relaxed);
         let now = Instant::now();
         let active = rules
             .into_iter()
@@ -89,15 +91,22 @@ impl Faults {
     /// Adds a rule after the others; returns its name. `spec` was checked.
     pub fn add(&self, spec: &FaultSpec) -> Result<String, (&'static str, String)> {
         let _changing = self.changing.lock();
-        let index = self.added.fetch_add(1, Relaxed) as usize;
-        let rule = spec.rule(index)?;
+        let taken = |name: &str| {
+            self.rules
+                .load()
+                .iter()
+                .any(|active| active.rule.name == name)
+        };
+        // An unnamed rule takes the next number whose name is free; a named
+        // one (or a preset, named after itself) takes no number.
+        let numbered = spec.name.is_none() && spec.preset.is_none();
+        let next = || self.added.fetch_add(1, Relaxed) as usize;
+        let mut rule = spec.rule(if numbered { next() } else { 0 })?;
+        while numbered && taken(&rule.name) {
+            rule = spec.rule(next())?;
+        }
         let name = rule.name.clone();
-        if self
-            .rules
-            .load()
-            .iter()
-            .any(|active| active.rule.name == name)
-        {
+        if taken(&name) {
             return Err(("name", format!("a rule named \"{name}\" exists already")));
         }
         let active = Arc::new(Active::new(rule, Instant::now()));
@@ -155,6 +164,11 @@ impl Faults {
         let mut applied = Applied::default();
         for active in rules.iter() {
             if !active.rule.matching.matches(route, method, path, client) {
+                continue;
+            }
+            // It changes credential documents only: elsewhere it is not applied.
+            let credentials = matches!(route, Route::Credentials | Route::Container);
+            if active.rule.action == FaultAction::ExpiredCredentials && !credentials {
                 continue;
             }
             if let Some(effect) = active.hit() {
@@ -440,6 +454,21 @@ mod tests {
         assert_eq!(faults.list().len(), 2);
         assert_eq!(faults.clear(None), 2);
         assert!(faults.list().is_empty());
+    }
+
+    #[test]
+    fn rules_added_after_a_reload_are_named_after_the_reloaded_ones() {
+        let faults = Faults::default();
+        let spec: FaultSpec =
+            serde_json::from_value(serde_json::json!({ "action": "drop" })).unwrap();
+        let reloaded = (0..3).map(|i| spec.rule(i).unwrap()).collect();
+        faults.replace(reloaded);
+        let named: FaultSpec =
+            serde_json::from_value(serde_json::json!({ "action": "drop", "name": "fault-5" }))
+                .unwrap();
+        faults.add(&named).unwrap();
+        assert_eq!(faults.add(&spec).unwrap(), "fault-4");
+        assert_eq!(faults.add(&spec).unwrap(), "fault-6", "fault-5 is taken");
     }
 
     #[test]

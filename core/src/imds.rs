@@ -310,8 +310,15 @@ fn version_of<B>(route: Route, request: &Request<B>) -> Version {
 /// The role a successful credentials answer served: the last segment of
 /// `iam/security-credentials/ROLE`, or `/ecs/ROLE`.
 fn role_served(route: Route, path: &str) -> Option<String> {
+    let folded;
     let role = match route {
-        Route::Credentials => path.split_once("/iam/security-credentials/")?.1,
+        Route::Credentials => {
+            folded = match normalise(path) {
+                Target::Tree { path, .. } => path,
+                _ => return None,
+            };
+            folded.strip_prefix("meta-data/iam/security-credentials/")?
+        }
         Route::Container => path.strip_prefix("/ecs/")?,
         _ => return None,
     };
@@ -332,13 +339,20 @@ async fn expire_credentials(response: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Body::new(body))
 }
 
-/// The route class a path counts under, by a glance at its text.
+/// The route class a path counts under, as the tree will see the path
+/// (`//` and a trailing `/` folded), so that a fault rule, a count or the
+/// audit cannot be dodged by spelling it another way.
 fn route_of(path: &str) -> Route {
     if path.starts_with("/ecs/") {
-        Route::Container
-    } else if path.ends_with("/api/token") {
+        return Route::Container;
+    }
+    let tree = match normalise(path) {
+        Target::Tree { path, .. } => path,
+        Target::Versions | Target::Unknown => return Route::Metadata,
+    };
+    if tree == TOKEN_PATH {
         Route::Token
-    } else if path.contains("/iam/security-credentials") {
+    } else if tree.starts_with("meta-data/iam/security-credentials") {
         Route::Credentials
     } else {
         Route::Metadata

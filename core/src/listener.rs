@@ -86,7 +86,7 @@ struct PerClient {
 
 /// Who a connection counts against: its IPv4 address (also when it arrives
 /// IPv4-mapped), or its IPv6 /64, since one host holds a whole /64.
-fn client_of(ip: IpAddr) -> IpAddr {
+pub fn client_of(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) if !v6.is_loopback() => {
             IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64)))

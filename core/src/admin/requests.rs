@@ -22,7 +22,7 @@ use crate::config::{Cidr, HumanDuration};
 use crate::encoder::Body;
 use crate::journal::{Entry, Filter, Journal};
 
-pub fn requests(journal: &Journal, method: &Method, query: Option<&str>) -> Response<Body> {
+pub fn requests(journal: &Arc<Journal>, method: &Method, query: Option<&str>) -> Response<Body> {
     match *method {
         Method::GET => match parse(query) {
             Ok((filter, false)) => {
@@ -95,8 +95,8 @@ fn since(text: &str) -> Result<SystemTime, String> {
 
 /// JSON lines: the entries kept that match, then each new one, until the
 /// client goes or the server stops.
-fn follow(journal: &Journal, filter: Filter) -> Response<Body> {
-    let (mut new, mut stopping) = journal.follow();
+fn follow(journal: &Arc<Journal>, filter: Filter) -> Response<Body> {
+    let mut follower = journal.follow();
     let kept = journal.read(&filter);
     let (lines, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
@@ -109,8 +109,8 @@ fn follow(journal: &Journal, filter: Filter) -> Response<Body> {
         }
         loop {
             let entry = tokio::select! {
-                entry = new.recv() => entry,
-                _ = stopping.wait_for(|stop| *stop) => return,
+                entry = follower.new.recv() => entry,
+                _ = follower.stopping.wait_for(|stop| *stop) => return,
                 () = lines.closed() => return,
             };
             match entry {

@@ -118,6 +118,11 @@ impl Fault {
             FaultCommand::Add(rule) => (Method::POST, "/faults".to_owned(), Some(rule.json())),
             FaultCommand::List => (Method::GET, "/faults".to_owned(), None),
             FaultCommand::Clear { name: None } => (Method::DELETE, "/faults".to_owned(), None),
+            FaultCommand::Clear { name: Some(name) } if name.is_empty() => {
+                return Err(Failure::Usage(
+                    "give a rule's name, or no name to clear every rule".into(),
+                ))
+            }
             FaultCommand::Clear { name: Some(name) } => {
                 (Method::DELETE, format!("/faults/{name}"), None)
             }

@@ -132,12 +132,15 @@ fn report(audit: &serde_json::Value) -> String {
             client["v1_requests"]
         );
         for process in client["processes"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "  process {}: {}",
-                process["pid"],
-                process["command"].as_str().unwrap_or_default()
-            );
+            // Any local process chooses its own arguments: no terminal
+            // control sequences from them.
+            let command: String = process["command"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect();
+            let _ = writeln!(out, "  process {}: {command}", process["pid"]);
         }
         let mut paths: Vec<(String, u64)> = client["paths"]
             .as_object()

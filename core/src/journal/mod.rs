@@ -11,6 +11,7 @@ mod process;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -63,14 +64,18 @@ pub struct Answered<'a> {
 }
 
 impl Answered<'_> {
-    /// Writes this request into `entry`, keeping its path's buffer.
+    /// Writes this request into `entry`, keeping its path's buffer (unless
+    /// a long path made it large).
     fn fill(self, entry: &mut Entry, id: u64, time: SystemTime) {
         entry.id = id;
         entry.time = time;
         entry.client = self.client;
         entry.method.clone_from(self.method);
+        if entry.path.capacity() > 2 * MAX_PATH {
+            entry.path = String::new();
+        }
         entry.path.clear();
-        entry.path.push_str(self.path);
+        entry.path.push_str(kept_path(self.path));
         entry.version = self.version;
         entry.status = self.status;
         entry.role = self.role;
@@ -126,6 +131,22 @@ impl Filter {
     }
 }
 
+/// The most of a path kept (request heads may be 16 KiB): IMDS paths are
+/// far shorter, and a longer one is cut.
+const MAX_PATH: usize = 256;
+
+/// `path`, or its first [`MAX_PATH`] bytes (at a character boundary).
+fn kept_path(path: &str) -> &str {
+    if path.len() <= MAX_PATH {
+        return path;
+    }
+    let mut end = MAX_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 /// The most clients the audit tracks, paths per client and processes per
 /// client: enough for a fleet, bounded against a flood of spoofed sources.
 const AUDIT_CLIENTS: usize = 4096;
@@ -136,12 +157,29 @@ pub struct Journal {
     capacity: usize,
     recent: parking_lot::Mutex<Recent>,
     follow: broadcast::Sender<Arc<Entry>>,
+    /// Followers now: without any, nothing is sent (a sender's own count
+    /// takes a lock).
+    followers: AtomicUsize,
     stopping: watch::Sender<bool>,
     audit: parking_lot::Mutex<BTreeMap<IpAddr, AuditRow>>,
     /// Loopback peers already looked up, and the walk of `/proc` that
     /// finds them (one at a time: concurrent lookups share one walk).
     looked_up: parking_lot::Mutex<HashMap<SocketAddr, ()>>,
     owners: parking_lot::Mutex<process::Owners>,
+}
+
+/// One `?follow` stream: the entries to come, the server's stop, and its
+/// place in the count of followers.
+pub struct Follower {
+    pub new: broadcast::Receiver<Arc<Entry>>,
+    pub stopping: watch::Receiver<bool>,
+    journal: Arc<Journal>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.journal.followers.fetch_sub(1, Relaxed);
+    }
 }
 
 struct Recent {
@@ -168,6 +206,7 @@ impl Journal {
                 next_id: 1,
             }),
             follow: broadcast::channel(1024).0,
+            followers: AtomicUsize::new(0),
             stopping: watch::channel(false).0,
             audit: parking_lot::Mutex::default(),
             looked_up: parking_lot::Mutex::default(),
@@ -209,24 +248,27 @@ impl Journal {
             recent.entries.push_back(entry.clone());
             entry
         };
-        if self.follow.receiver_count() > 0 {
+        if self.followers.load(Relaxed) > 0 {
             let _ = self.follow.send(entry);
         }
     }
 
     fn audit_v1(&self, entry: &Answered<'_>) {
         let mut audit = self.audit.lock();
-        let client = entry.client.ip().to_canonical();
+        // By address, or by /64 for IPv6, as connections are counted: one
+        // host cannot fill the table with addresses of its own.
+        let client = crate::listener::client_of(entry.client.ip());
         if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
             return;
         }
         let row = audit.entry(client).or_default();
         row.v1_requests += 1;
         let known = row.paths.len();
-        match row.paths.get_mut(entry.path) {
+        let path = kept_path(entry.path);
+        match row.paths.get_mut(path) {
             Some(count) => *count += 1,
             None if known < AUDIT_PATHS => {
-                row.paths.insert(entry.path.to_owned(), 1);
+                row.paths.insert(path.to_owned(), 1);
             }
             None => row.other_paths += 1,
         }
@@ -258,7 +300,7 @@ impl Journal {
                 return;
             };
             let mut audit = journal.audit.lock();
-            let client = peer.ip().to_canonical();
+            let client = crate::listener::client_of(peer.ip());
             if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
                 return;
             }
@@ -271,22 +313,30 @@ impl Journal {
 
     /// The entries `filter` admits, oldest first.
     pub fn read(&self, filter: &Filter) -> Vec<Arc<Entry>> {
+        // Newest first, so that a limit ends the walk (requests wait on
+        // this lock to be recorded).
         let recent = self.recent.lock();
-        let admitted: Vec<Arc<Entry>> = recent
+        let mut admitted: Vec<Arc<Entry>> = recent
             .entries
             .iter()
+            .rev()
             .filter(|e| filter.admits(e))
+            .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect();
-        let skip = filter
-            .limit
-            .map_or(0, |limit| admitted.len().saturating_sub(limit));
-        admitted.into_iter().skip(skip).collect()
+        drop(recent);
+        admitted.reverse();
+        admitted
     }
 
     /// New entries as they are recorded, until the server stops.
-    pub fn follow(&self) -> (broadcast::Receiver<Arc<Entry>>, watch::Receiver<bool>) {
-        (self.follow.subscribe(), self.stopping.subscribe())
+    pub fn follow(self: &Arc<Self>) -> Follower {
+        self.followers.fetch_add(1, Relaxed);
+        Follower {
+            new: self.follow.subscribe(),
+            stopping: self.stopping.subscribe(),
+            journal: self.clone(),
+        }
     }
 
     /// Ends every follower's stream (the server is stopping).
@@ -373,6 +423,17 @@ mod tests {
         assert_eq!(all[0].id, 2);
         assert_eq!(journal.clear(), 3);
         assert!(journal.read(&Filter::default()).is_empty());
+    }
+
+    #[test]
+    fn long_paths_are_cut_in_the_journal_and_the_audit() {
+        let journal = Journal::new(2);
+        let long = format!("/latest/{}", "x".repeat(16 * 1024));
+        journal.record(answered(&long, 404, Version::V1));
+        assert_eq!(journal.read(&Filter::default())[0].path.len(), MAX_PATH);
+        let audit = journal.audit();
+        let paths = audit["clients"][0]["paths"].as_object().unwrap();
+        assert!(paths.keys().all(|p| p.len() <= MAX_PATH));
     }
 
     #[test]
