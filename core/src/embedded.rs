@@ -13,7 +13,11 @@
 //!     .await?;
 //!
 //! // Any IMDS client, pointed at it: here the AWS SDK's own.
+//! # // ersatz builds aws-config without its default HTTPS client; yours has it.
+//! # let sdk = aws_config::provider_config::ProviderConfig::default()
+//! #     .with_http_client(ersatz::sdk_http_client());
 //! let imds = aws_config::imds::Client::builder()
+//! #   .configure(&sdk)
 //!     .endpoint(server.metadata_url())?
 //!     .build();
 //! let region = imds.get("/latest/meta-data/placement/region").await?;
