@@ -109,7 +109,8 @@ async fn boto3_retries_through_500s_and_used_a_token_on_every_request() {
 
 #[tokio::test]
 async fn boto3_retries_until_a_throttle_lets_it_through() {
-    let server = Ersatz::start();
+    // Room for every attempt: botocore may make a thousand in half a second.
+    let server = Ersatz::with_toml("[journal]\ncapacity = 100000\n");
     // Two a second after a burst of one: boto3 needs two in a row (the
     // role, then its credentials), so it is refused until the bucket refills
     // (botocore retries at once, so its attempts span the half second).
@@ -118,7 +119,7 @@ async fn boto3_retries_until_a_throttle_lets_it_through() {
         json!({ "action": "throttle", "rate": 2, "burst": 1, "route": "credentials" }),
     )
     .await;
-    let (got, _) = boto3_credentials(&server, "5000");
+    let (got, _) = boto3_credentials(&server, "20000");
     assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
     let answered = statuses(&journal(&server, "?path=/latest/meta-data/iam/").await);
     assert!(answered.contains(&429), "{answered:?}");
