@@ -52,12 +52,7 @@ pub async fn request(
     let exchange = exchange(authority, method, path, headers, body);
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer from {authority} within {} s",
-                REQUEST_TIMEOUT.as_secs()
-            ))
-        })
+        .unwrap_or_else(|_| Err(no_answer(authority)))
 }
 
 async fn exchange(
@@ -112,6 +107,21 @@ async fn send(
         .map_err(|e| e.to_string())
 }
 
+/// The `Authorization` header a bearer token makes, if there is one.
+fn headers(bearer: &Option<String>) -> Vec<(&str, &str)> {
+    bearer
+        .iter()
+        .map(|b| (AUTHORIZATION.as_str(), b.as_str()))
+        .collect()
+}
+
+fn no_answer(authority: &str) -> String {
+    format!(
+        "no answer from {authority} within {} s",
+        REQUEST_TIMEOUT.as_secs()
+    )
+}
+
 pub struct AdminClient {
     authority: String,
     token: Option<String>,
@@ -134,21 +144,12 @@ impl AdminClient {
         path: &str,
         mut write: impl FnMut(&[u8]),
     ) -> Result<(StatusCode, String), String> {
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = bearer
-            .iter()
-            .map(|b| (AUTHORIZATION.as_str(), b.as_str()))
-            .collect();
+        let bearer = self.bearer();
+        let headers = headers(&bearer);
         let connect = send(&self.authority, Method::GET, path, &headers, None);
         let response = tokio::time::timeout(REQUEST_TIMEOUT, connect)
             .await
-            .map_err(|_| {
-                format!(
-                    "no answer from {} within {} s",
-                    self.authority,
-                    REQUEST_TIMEOUT.as_secs()
-                )
-            })?
+            .unwrap_or_else(|_| Err(no_answer(&self.authority)))
             .map_err(|e| format!("{e} (is `ersatz serve` running?)"))?;
         let status = response.status();
         let mut body = response.into_body();
@@ -164,18 +165,19 @@ impl AdminClient {
         Ok((status, String::new()))
     }
 
+    /// `Bearer TOKEN`, when this client has a token.
+    fn bearer(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
     ) -> Result<(StatusCode, String), String> {
-        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = bearer
-            .iter()
-            .map(|b| (AUTHORIZATION.as_str(), b.as_str()))
-            .collect();
-        let (status, bytes) = request(&self.authority, method, path, &headers, body)
+        let bearer = self.bearer();
+        let (status, bytes) = request(&self.authority, method, path, &headers(&bearer), body)
             .await
             .map_err(|e| format!("{e} (is `ersatz serve` running?)"))?;
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))

@@ -113,7 +113,12 @@ macro_rules! page {
 }
 
 fn error_page(status: StatusCode) -> &'static str {
-    match status.as_u16() {
+    known_page(status).unwrap_or(page!("500 - Internal Server Error"))
+}
+
+/// IMDS's own page for `status`, when it has one.
+fn known_page(status: StatusCode) -> Option<&'static str> {
+    Some(match status.as_u16() {
         400 => page!("400 - Bad Request"),
         401 => page!("401 - Unauthorized"),
         403 => page!("403 - Forbidden"),
@@ -121,17 +126,18 @@ fn error_page(status: StatusCode) -> &'static str {
         405 => page!("405 - Method Not Allowed"),
         413 => page!("413 - Request Entity Too Large"),
         429 => page!("429 - Too Many Requests"),
+        500 => page!("500 - Internal Server Error"),
         503 => page!("503 - Service Unavailable"),
-        _ => page!("500 - Internal Server Error"),
-    }
+        _ => return None,
+    })
 }
 
 /// An answer a fault rule chose: IMDS's page for `status` (a page of the
 /// same shape for statuses IMDS has none for), and `Retry-After` when given.
 pub fn fault(status: StatusCode, retry_after: Option<u64>) -> Response<Body> {
-    let mut response = if error_page(status) == error_page(StatusCode::INTERNAL_SERVER_ERROR)
-        && status != StatusCode::INTERNAL_SERVER_ERROR
-    {
+    let mut response = if known_page(status).is_some() {
+        error(status)
+    } else {
         let title = format!(
             "{} - {}",
             status.as_str(),
@@ -141,8 +147,6 @@ pub fn fault(status: StatusCode, retry_after: Option<u64>) -> Response<Body> {
         let mut response = ok(Bytes::from(page), HTML);
         *response.status_mut() = status;
         response
-    } else {
-        error(status)
     };
     if let Some(seconds) = retry_after {
         response

@@ -63,7 +63,9 @@ impl Handler for Imds {
         // a buffer it reuses.
         let uri = request.uri().clone();
         let path = uri.path();
-        let route = route_of(path);
+        // Folded once, for the route class, the answer and the journal.
+        let target = normalise(path);
+        let route = route_of(path, &target);
         let version = version_of(route, &request);
         if version == Version::V1 {
             METRICS.v1_requests.fetch_add(1, Relaxed);
@@ -72,10 +74,10 @@ impl Handler for Imds {
         let faults = self.faults.check(route, &method, path, peer.ip());
         let fault = faults.as_ref().map(|applied| applied.rules.join(","));
         let response = match faults {
-            None => self.respond(request, peer).await,
+            None => self.respond(request, &target, peer).await,
             // Boxed, as side routes are: rare, and large.
             Some(applied) => {
-                Box::pin(self.respond_with_faults(applied, route, request, peer)).await
+                Box::pin(self.respond_with_faults(applied, route, request, &target, peer)).await
             }
         };
         // None: closed without an answer (a fault rule's drop or hang).
@@ -83,7 +85,7 @@ impl Handler for Imds {
             .then(|| response.status().as_u16());
         METRICS.request(route, status.unwrap_or(0));
         let role = (status == Some(200))
-            .then(|| role_served(route, path))
+            .then(|| role_served(route, path, &target))
             .flatten();
         self.journal.record(Answered {
             client: peer,
@@ -118,7 +120,12 @@ impl Handler for Imds {
 
 impl Imds {
     /// guard → side routes, or session → normalise → router → provider.
-    async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        target: &Target<'_>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         if let Err(refusal) = self.guard.check(&request) {
             return encoder::error(refusal.status());
         }
@@ -129,7 +136,7 @@ impl Imds {
                 let answer = Box::pin(self.side_route(side, request, peer));
                 answer.await
             }
-            None => self.answer(&request, peer).await,
+            None => self.answer(&request, target, peer).await,
         }
     }
 
@@ -139,6 +146,7 @@ impl Imds {
         applied: Applied,
         route: Route,
         request: Request<Incoming>,
+        target: &Target<'_>,
         peer: SocketAddr,
     ) -> Response<Body> {
         if !applied.latency.is_zero() {
@@ -159,7 +167,7 @@ impl Imds {
                 CloseUnanswered::response()
             }
             None => {
-                let response = self.respond(request, peer).await;
+                let response = self.respond(request, target, peer).await;
                 let credentials = matches!(route, Route::Credentials | Route::Container);
                 if applied.expire_credentials && credentials && response.status() == StatusCode::OK
                 {
@@ -196,12 +204,16 @@ impl Imds {
         }
     }
 
-    async fn answer<B>(&self, request: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    async fn answer<B>(
+        &self,
+        request: &Request<B>,
+        target: &Target<'_>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let headers = request.headers();
-        let target = normalise(request.uri().path());
         let method = request.method();
 
-        if let Target::Tree { latest, path } = &target {
+        if let Target::Tree { latest, path } = target {
             if path == TOKEN_PATH {
                 return self.token(method, *latest, request);
             }
@@ -229,7 +241,7 @@ impl Imds {
         let mut response = match target {
             Target::Versions => encoder::listing(Bytes::from(VERSIONS.join("\n"))),
             Target::Unknown => encoder::error(StatusCode::NOT_FOUND),
-            Target::Tree { path, .. } => self.resolve(request, &path, peer).await,
+            Target::Tree { path, .. } => self.resolve(request, path, peer).await,
         };
         if let Some(left) = token_left {
             response
@@ -309,17 +321,12 @@ fn version_of<B>(route: Route, request: &Request<B>) -> Version {
 
 /// The role a successful credentials answer served: the last segment of
 /// `iam/security-credentials/ROLE`, or `/ecs/ROLE`.
-fn role_served(route: Route, path: &str) -> Option<String> {
-    let folded;
-    let role = match route {
-        Route::Credentials => {
-            folded = match normalise(path) {
-                Target::Tree { path, .. } => path,
-                _ => return None,
-            };
-            folded.strip_prefix("meta-data/iam/security-credentials/")?
+fn role_served(route: Route, path: &str, target: &Target<'_>) -> Option<String> {
+    let role = match (route, target) {
+        (Route::Credentials, Target::Tree { path, .. }) => {
+            path.strip_prefix("meta-data/iam/security-credentials/")?
         }
-        Route::Container => path.strip_prefix("/ecs/")?,
+        (Route::Container, _) => path.strip_prefix("/ecs/")?,
         _ => return None,
     };
     let role = role.trim_end_matches('/');
@@ -342,13 +349,12 @@ async fn expire_credentials(response: Response<Body>) -> Response<Body> {
 /// The route class a path counts under, as the tree will see the path
 /// (`//` and a trailing `/` folded), so that a fault rule, a count or the
 /// audit cannot be dodged by spelling it another way.
-fn route_of(path: &str) -> Route {
+fn route_of(path: &str, target: &Target<'_>) -> Route {
     if path.starts_with("/ecs/") {
         return Route::Container;
     }
-    let tree = match normalise(path) {
-        Target::Tree { path, .. } => path,
-        Target::Versions | Target::Unknown => return Route::Metadata,
+    let Target::Tree { path: tree, .. } = target else {
+        return Route::Metadata;
     };
     if tree == TOKEN_PATH {
         Route::Token

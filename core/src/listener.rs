@@ -339,11 +339,12 @@ struct PacketTtl {
 }
 
 impl PacketTtl {
-    fn of(stream: &tokio::net::TcpStream) -> Self {
+    /// `local` is the stream's own address, already asked for.
+    fn of(stream: &tokio::net::TcpStream, local: SocketAddr) -> Self {
         use std::os::fd::AsRawFd;
         Self {
             fd: stream.as_raw_fd(),
-            ipv6: stream.local_addr().is_ok_and(|a| a.is_ipv6()),
+            ipv6: local.is_ipv6(),
             current: std::sync::atomic::AtomicU8::new(0),
         }
     }
@@ -463,7 +464,7 @@ pub async fn serve<H: Handler>(
         let handler = handler.clone();
         let state = Arc::new(Connection {
             activity: Activity::new(),
-            ttl: PacketTtl::of(&stream),
+            ttl: PacketTtl::of(&stream, local),
         });
         let watched = state.clone();
         let service = service_fn(move |request| {
