@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::netns::{root_or_skip, unique, Namespace};
 use common::{ersatz, Ersatz};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -643,94 +644,25 @@ async fn identity_signatures_verify_with_stock_openssl_and_fail_when_tampered() 
     );
 }
 
-/// A network namespace of our own, deleted when dropped.
-struct Namespace(String);
-
-impl Namespace {
-    fn create(role: &str) -> Self {
-        let name = format!("ersatz-{role}-{}", std::process::id());
-        let ok = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
-        };
-        assert!(ok(&["netns", "add", &name]), "ip netns add {name}");
-        assert!(ok(&[
-            "netns", "exec", &name, "ip", "link", "set", "lo", "up"
-        ]));
-        Self(name)
-    }
-
-    fn run(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        let mut command = std::process::Command::new("ip");
-        command.args(["netns", "exec", &self.0, program]).args(args);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().unwrap()
-    }
-}
-
 /// A second namespace joined to `ns` by a veth pair (10.199.0.2 here,
 /// 10.199.0.1 there), routing 169.254.169.254 to `ns`: a host one link
-/// away, as a container or a neighbour would be. Deleted when dropped.
-struct Peer(Namespace);
-
-impl Peer {
-    fn link(ns: &Namespace) -> Self {
-        let peer = Namespace::create("peer");
-        let id = std::process::id() % 100_000;
-        let (here, there) = (format!("ez{id}a"), format!("ez{id}b"));
-        let ip = |args: &[&str]| {
-            let status = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(status.success(), "ip {args:?}");
-        };
-        let (ns, name) = (ns.0.as_str(), peer.0.as_str());
-        ip(&[
-            "link", "add", &here, "netns", ns, "type", "veth", "peer", "name", &there, "netns",
-            name,
-        ]);
-        ip(&["-n", ns, "addr", "add", "10.199.0.1/24", "dev", &here]);
-        ip(&["-n", ns, "link", "set", &here, "up"]);
-        ip(&["-n", name, "addr", "add", "10.199.0.2/24", "dev", &there]);
-        ip(&["-n", name, "link", "set", &there, "up"]);
-        ip(&[
-            "-n",
-            name,
-            "route",
-            "add",
-            "169.254.169.254/32",
-            "via",
-            "10.199.0.1",
-        ]);
-        Self(peer)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
+/// away, as a container or a neighbour would be.
+fn linked_peer(ns: &Namespace) -> Namespace {
+    let peer = Namespace::create("peer");
+    ns.veth(
+        &unique("a"),
+        Some("10.199.0.1/24"),
+        &peer,
+        &unique("b"),
+        "10.199.0.2/24",
+    );
+    peer.ip(&["route", "add", "169.254.169.254/32", "via", "10.199.0.1"]);
+    peer
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_real_link_local_address_in_a_network_namespace() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        // A skip must be asked for: a silent one proves nothing.
-        assert_eq!(
-            std::env::var("ERSATZ_TEST_ALLOW_SKIP").as_deref(),
-            Ok("1"),
-            "this test needs root (ip netns, iptables); run it as root, or set ERSATZ_TEST_ALLOW_SKIP=1 to skip it"
-        );
-        eprintln!("SKIPPED: needs root for ip netns (ERSATZ_TEST_ALLOW_SKIP=1)");
+    if !root_or_skip() {
         return;
     }
     let print = ersatz(&["net", "print"], &[]);
@@ -787,7 +719,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
     // The guard, by traffic: from a host on a veth link, whose route to
     // 169.254.169.254 points at this namespace, nothing answers; before
     // the rule (deleted for a moment) the same host is answered.
-    let peer = Peer::link(&ns);
+    let peer = linked_peer(&ns);
     let python = common::python();
     let connects = |ns_name: &str| {
         let script = "import socket,sys\n\
@@ -812,7 +744,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         "from the namespace's own loopback"
     );
     assert!(
-        connects(&peer.0 .0).starts_with("unanswered"),
+        connects(&peer.0).starts_with("unanswered"),
         "from the veth peer"
     );
     let rule = [
@@ -831,7 +763,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         "{}",
         String::from_utf8_lossy(&without.stderr)
     );
-    let unguarded = connects(&peer.0 .0);
+    let unguarded = connects(&peer.0);
     let restored = ns.run("iptables", &[&["-A"][..], &rule[..]].concat(), &[]);
     assert!(restored.status.success());
     assert_eq!(

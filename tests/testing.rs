@@ -7,6 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::netns::{root_or_skip, unique, Namespace};
 use common::{ersatz, metric, python, run_python, send_body, Ersatz};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -651,4 +652,272 @@ async fn a_token_answer_leaves_with_the_hop_limit_and_other_answers_do_not() {
     assert!(get.starts_with("HTTP/1.1 200"), "{get}");
     assert_eq!(ttl_of_socket(server, client), Some(default_ttl));
     handle.shutdown().await;
+}
+
+// ---- the fleet, in network namespaces ----------------------------------------------
+
+/// A Kubernetes-like node, for real: ersatz in the node's namespace on
+/// 169.254.169.254:80 (put there by `ersatz net setup`, with the pod bridge
+/// let through its guard), two pods on the node's bridge whose default
+/// route is the node, and a third pod one router further (a namespace that
+/// forwards between the bridge and its own link). Everything is deleted
+/// when dropped.
+struct Fleet {
+    node: Namespace,
+    pods: [Namespace; 2],
+    router: Namespace,
+    far: Namespace,
+    bridge: String,
+}
+
+const FLEET_ROLES: &str = r#"
+default_role = "alpha"
+
+[sources.a]
+type = "static"
+access_key_id = "AKIAALPHAALPHAALPHA0"
+secret_access_key = "alpha-secret"
+
+[sources.b]
+type = "static"
+access_key_id = "AKIABETABETABETABETA"
+secret_access_key = "beta-secret"
+
+[roles.alpha]
+source = "a"
+
+[roles.beta]
+source = "b"
+
+[[clients]]
+cidr = "10.200.0.2"
+role = "alpha"
+
+[[clients]]
+cidr = "10.200.0.3"
+role = "beta"
+
+[[clients]]
+cidr = "10.201.0.2"
+role = "beta"
+"#;
+
+impl Fleet {
+    fn build() -> Self {
+        let node = Namespace::create("node");
+        let bridge = unique("br");
+        node.ip(&["link", "add", &bridge, "type", "bridge"]);
+        node.ip(&["addr", "add", "10.200.0.1/24", "dev", &bridge]);
+        node.ip(&["link", "set", &bridge, "up"]);
+        let on_bridge = |tag: &str, namespace: &Namespace, address: &str| {
+            let port = unique(tag);
+            node.veth(&port, None, namespace, "eth0", address);
+            node.ip(&["link", "set", &port, "master", &bridge]);
+        };
+        let pods = [Namespace::create("pod-a"), Namespace::create("pod-b")];
+        for (pod, (tag, address)) in pods
+            .iter()
+            .zip([("pa", "10.200.0.2/24"), ("pb", "10.200.0.3/24")])
+        {
+            on_bridge(tag, pod, address);
+            pod.ip(&["route", "add", "default", "via", "10.200.0.1"]);
+        }
+        let router = Namespace::create("router");
+        on_bridge("rt", &router, "10.200.0.4/24");
+        let far = Namespace::create("far");
+        router.veth("eth1", Some("10.201.0.1/24"), &far, "eth0", "10.201.0.2/24");
+        router.sysctl("net.ipv4.ip_forward=1");
+        router.ip(&["route", "add", "default", "via", "10.200.0.1"]);
+        far.ip(&["route", "add", "default", "via", "10.201.0.1"]);
+        node.ip(&["route", "add", "10.201.0.0/24", "via", "10.200.0.4"]);
+
+        let setup = node.run(
+            common::BIN,
+            &["net", "setup", "--allow-interface", &bridge],
+            &[],
+        );
+        assert!(
+            setup.status.success(),
+            "{}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        Self {
+            node,
+            pods,
+            router,
+            far,
+            bridge,
+        }
+    }
+
+    /// ersatz on the node's 169.254.169.254:80 with this hop limit and v1 policy.
+    fn serve(&self, hop_limit: u8, v1: &str) -> Ersatz {
+        let toml = format!("{FLEET_ROLES}\n[imds]\nhop_limit = {hop_limit}\nv1 = \"{v1}\"\n");
+        Ersatz::builder()
+            .namespace(&self.node.0)
+            .listen("169.254.169.254", 80)
+            .config("fleet.toml", &toml)
+            .start()
+    }
+
+    /// The journal's entries for `client`, read with `ersatz requests` on
+    /// the node (the admin API is on the node's loopback).
+    fn journal(&self, server: &Ersatz, client: &str) -> Vec<Value> {
+        let out = self.node.run(
+            common::BIN,
+            &["requests", "--admin", &server.admin_url, "--client", client],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // The namespaces go with their links; only the node's rules are
+        // undone first, by teardown with the same interface.
+        let _ = self.node.run(
+            common::BIN,
+            &["net", "teardown", "--allow-interface", &self.bridge],
+            &[],
+        );
+    }
+}
+
+/// What boto3 in `namespace` finds, with no endpoint variable: the
+/// credentials' method and key, or null when it finds none.
+fn boto3_in(namespace: &Namespace) -> Value {
+    let script = "import boto3, json\n\
+        c = boto3.Session(region_name='us-east-1').get_credentials()\n\
+        print(json.dumps(c and {'method': c.method, 'key': c.access_key}))";
+    let python = python();
+    let out = common::run_python_command(
+        namespace.command(python.to_str().unwrap()),
+        &["-c", script],
+        &[],
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// How a client's token PUTs went, and the versions of its other requests.
+fn token_puts_and_versions(entries: &[Value]) -> (Vec<Value>, Vec<String>) {
+    let (puts, others): (Vec<&Value>, Vec<&Value>) = entries
+        .iter()
+        .partition(|e| e["path"] == "/latest/api/token");
+    (
+        puts.iter()
+            .map(|e| json!([e["status"], e["fault"]]))
+            .collect(),
+        others
+            .iter()
+            .map(|e| e["version"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_in_network_namespaces_gets_its_own_roles_and_the_hop_limit_counts_the_node() {
+    if !root_or_skip() {
+        return;
+    }
+    let fleet = Fleet::build();
+    let rules = String::from_utf8_lossy(&fleet.node.run("iptables", &["-S", "INPUT"], &[]).stdout)
+        .into_owned();
+    let allow = format!(
+        "-A INPUT -d 169.254.169.254/32 -i {} -j ACCEPT",
+        fleet.bridge
+    );
+    let guard = "-A INPUT -d 169.254.169.254/32 ! -i lo -j DROP";
+    assert!(
+        rules
+            .find(&allow)
+            .is_some_and(|at| rules.find(guard).is_some_and(|drop| at < drop)),
+        "the bridge is let through above the guard:\n{rules}"
+    );
+    let [pod_a, pod_b] = &fleet.pods;
+    let alpha = json!({"method": "iam-role", "key": "AKIAALPHAALPHAALPHA0"});
+    let beta = json!({"method": "iam-role", "key": "AKIABETABETABETABETA"});
+
+    // hop_limit = 2: the pods behind the node get tokens, each its own role.
+    let server = fleet.serve(2, "disabled");
+    assert_eq!(boto3_in(pod_a), alpha);
+    assert_eq!(boto3_in(pod_b), beta);
+    let (puts, versions) = token_puts_and_versions(&fleet.journal(&server, "10.200.0.2"));
+    assert_eq!(puts, vec![json!([200, null])]);
+    assert!(versions.iter().all(|v| v == "v2"), "{versions:?}");
+    // Nothing else: pod a's token does not read pod b's role, and a
+    // client no entry names (the router) is given no role at all.
+    let with_token = "import urllib.request as u, sys\n\
+        base = 'http://169.254.169.254/latest/'\n\
+        t = u.urlopen(u.Request(base + 'api/token', method='PUT', headers={'X-aws-ec2-metadata-token-ttl-seconds': '60'}), timeout=5).read().decode()\n\
+        try:\n u.urlopen(u.Request(base + 'meta-data/' + sys.argv[1], headers={'X-aws-ec2-metadata-token': t}), timeout=5); print(200)\n\
+        except u.HTTPError as e:\n print(e.code)";
+    let status_of = |namespace: &Namespace, path: &str| {
+        let python = python();
+        common::run_python_command(
+            namespace.command(python.to_str().unwrap()),
+            &["-c", with_token, path],
+            &[],
+        )
+        .trim()
+        .to_owned()
+    };
+    let role = |name: &str| format!("iam/security-credentials/{name}");
+    assert_eq!(status_of(pod_a, &role("alpha")), "200");
+    assert_eq!(status_of(pod_a, &role("beta")), "404");
+    assert_eq!(status_of(&fleet.router, &role("alpha")), "404");
+    // The far pod is two routers from IMDS as EC2 counts (its router and the
+    // node): ersatz answers its PUT with a TTL of 1, and the router, a real
+    // one, drops the answer. v1 is disabled, so boto3 finds nothing.
+    assert_eq!(boto3_in(&fleet.far), Value::Null);
+    let (puts, _) = token_puts_and_versions(&fleet.journal(&server, "10.201.0.2"));
+    assert!(
+        !puts.is_empty() && puts.iter().all(|p| *p == json!([200, null])),
+        "answered, and lost on the way: {puts:?}"
+    );
+    drop(server);
+
+    // hop_limit = 3 reaches it.
+    let server = fleet.serve(3, "disabled");
+    assert_eq!(boto3_in(&fleet.far), beta);
+    drop(server);
+
+    // hop_limit = 1: a pod's token answer would die at the node. boto3
+    // times out on the PUT and falls back to IMDSv1, which is allowed…
+    let server = fleet.serve(1, "allowed");
+    assert_eq!(boto3_in(pod_a), alpha);
+    let (puts, versions) = token_puts_and_versions(&fleet.journal(&server, "10.200.0.2"));
+    assert_eq!(puts, vec![json!([null, "hop-limit"])]);
+    assert!(
+        !versions.is_empty() && versions.iter().all(|v| v == "v1"),
+        "{versions:?}"
+    );
+    // …while the node's own processes are no hop away and get tokens.
+    assert_eq!(status_of(&fleet.node, "instance-id"), "200");
+    let (puts, versions) = token_puts_and_versions(&fleet.journal(&server, "169.254.169.254"));
+    assert_eq!(
+        (puts, versions),
+        (vec![json!([200, null])], vec!["v2".to_owned()])
+    );
+    drop(server);
+
+    // …and fails when v1 is disabled.
+    let server = fleet.serve(1, "disabled");
+    assert_eq!(boto3_in(pod_b), Value::Null);
+    let entries = fleet.journal(&server, "10.200.0.3");
+    let (puts, _) = token_puts_and_versions(&entries);
+    assert!(
+        puts.iter().all(|p| *p == json!([null, "hop-limit"])),
+        "{puts:?}"
+    );
+    assert!(entries.iter().any(|e| e["status"] == 401), "{entries:?}");
+    drop(server);
 }

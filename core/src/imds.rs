@@ -1,9 +1,10 @@
 //! The metadata service: one request, one pass through
 //! guard → session → normalise → router → provider → encoder → access log.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -13,7 +14,7 @@ use hyper::body::Incoming;
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
 use crate::admin::{json, json_error};
-use crate::config::V1Policy;
+use crate::config::{V1Policy, DEFAULT_HANG};
 use crate::credentials::{ecs_document, Roles};
 use crate::encoder::{self, Body};
 use crate::fault::{self, Applied, Faults, Outcome};
@@ -72,15 +73,18 @@ impl Handler for Imds {
             self.journal.note_v1_process(peer, local);
         }
         let faults = self.faults.check(route, &method, path, peer.ip());
-        let fault = faults.as_ref().map(|applied| applied.rules.join(","));
-        let response = match faults {
+        let mut fault = faults.as_ref().map(|applied| applied.rules.join(","));
+        let mut response = match faults {
             None => self.respond(request, &target, peer).await,
             // Boxed, as side routes are: rare, and large.
             Some(applied) => {
                 Box::pin(self.respond_with_faults(applied, route, request, &target, peer)).await
             }
         };
-        // None: closed without an answer (a fault rule's drop or hang).
+        if route == Route::Token && method == Method::PUT {
+            self.limit_hops(&mut response, &mut fault, peer, local);
+        }
+        // None: closed without an answer (a drop, a hang, the hop limit).
         let status = (response.extensions().get::<CloseUnanswered>().is_none())
             .then(|| response.status().as_u16());
         METRICS.request(route, status.unwrap_or(0));
@@ -107,6 +111,10 @@ impl Handler for Imds {
                 size as usize,
             );
         }
+        // Held only now, journalled already: a test sees the request at once.
+        if let Some(HoldFor(hold)) = response.extensions().get::<HoldFor>().copied() {
+            Box::pin(tokio::time::sleep(hold)).await;
+        }
         response
     }
 
@@ -118,7 +126,59 @@ impl Handler for Imds {
     }
 }
 
+/// The IP TTL an answer to a token PUT leaves with, so that it travels as
+/// far as EC2's would, or `None` when it would not arrive at all.
+///
+/// EC2's IMDS is outside the instance: the instance's own processes are no
+/// router away from it, and a container behind the instance's bridge is one
+/// (the instance forwards the answer). ersatz runs on the host, so for every
+/// client that is not the host itself it takes that hop off at the source;
+/// routers further on take theirs off the packets.
+fn token_ttl(hop_limit: u8, peer: IpAddr, local: IpAddr) -> Option<u8> {
+    let peer = peer.to_canonical();
+    if peer.is_loopback() || peer == local.to_canonical() {
+        return Some(hop_limit);
+    }
+    hop_limit.checked_sub(1).filter(|&ttl| ttl > 0)
+}
+
+/// How long a request that gets no answer is held before its connection
+/// closes (a `hang`, or a token answer beyond the hop limit).
+#[derive(Clone, Copy)]
+struct HoldFor(Duration);
+
+/// No answer: the connection closes after `hold`.
+fn held(hold: Duration) -> Response<Body> {
+    let mut response = CloseUnanswered::response();
+    response.extensions_mut().insert(HoldFor(hold));
+    response
+}
+
 impl Imds {
+    /// Gives an answer to a token PUT the TTL it must leave with. When it
+    /// would not reach the client at all, the client gets nothing, as on
+    /// EC2, where it waits until its own timeout: the request is held as
+    /// long as a `hang` rule holds one, then closed unanswered.
+    fn limit_hops(
+        &self,
+        response: &mut Response<Body>,
+        fault: &mut Option<String>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) {
+        match token_ttl(self.hop_limit.0, peer.ip(), local.ip()) {
+            Some(ttl) => {
+                response.extensions_mut().insert(HopLimit(ttl));
+            }
+            None => {
+                METRICS.tokens_beyond_hop_limit.fetch_add(1, Relaxed);
+                tracing::debug!(client = %peer, "a token answer would not reach its client within imds.hop_limit; held");
+                *response = held(DEFAULT_HANG);
+                *fault = Some("hop-limit".to_owned());
+            }
+        }
+    }
+
     /// guard → side routes, or session → normalise → router → provider.
     async fn respond(
         &self,
@@ -162,10 +222,7 @@ impl Imds {
                 encoder::fault(status, retry_after)
             }
             Some(Outcome::Drop) => CloseUnanswered::response(),
-            Some(Outcome::Hang(max)) => {
-                tokio::time::sleep(max).await;
-                CloseUnanswered::response()
-            }
+            Some(Outcome::Hang(max)) => held(max),
             None => {
                 let response = self.respond(request, target, peer).await;
                 let credentials = matches!(route, Route::Credentials | Route::Container);
@@ -268,9 +325,7 @@ impl Imds {
         match session::parse_ttl(ttl) {
             Ok(ttl) => {
                 METRICS.tokens_issued.fetch_add(1, Relaxed);
-                let mut response = encoder::token(self.sessions.issue(ttl), ttl);
-                response.extensions_mut().insert(self.hop_limit);
-                response
+                encoder::token(self.sessions.issue(ttl), ttl)
             }
             Err(_) => encoder::error(StatusCode::BAD_REQUEST),
         }
@@ -409,5 +464,38 @@ impl Ecs {
             }
             Err(error) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &error.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_ttl;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_host_itself_gets_the_whole_hop_limit() {
+        let link_local = ip("169.254.169.254");
+        assert_eq!(token_ttl(1, link_local, link_local), Some(1));
+        assert_eq!(token_ttl(2, ip("127.0.0.1"), ip("127.0.0.1")), Some(2));
+        assert_eq!(token_ttl(1, ip("::1"), ip("::1")), Some(1));
+        // An IPv4 client of a dual-stack socket.
+        assert_eq!(
+            token_ttl(1, ip("::ffff:127.0.0.1"), ip("::ffff:127.0.0.1")),
+            Some(1)
+        );
+        assert_eq!(token_ttl(3, ip("::ffff:10.0.0.5"), ip("10.0.0.5")), Some(3));
+    }
+
+    #[test]
+    fn a_client_behind_the_host_is_one_hop_further() {
+        let link_local = ip("169.254.169.254");
+        assert_eq!(token_ttl(2, ip("10.200.0.2"), link_local), Some(1));
+        assert_eq!(token_ttl(64, ip("10.200.0.2"), link_local), Some(63));
+        assert_eq!(token_ttl(1, ip("10.200.0.2"), link_local), None);
+        assert_eq!(token_ttl(1, ip("fd00::2"), ip("fd00:ec2::254")), None);
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,10 @@ pub struct Builder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     one_cpu: bool,
+    /// Where metadata is served (default `127.0.0.1`, a free port).
+    listen: (String, String),
+    /// A network namespace to run in (`ip netns exec`).
+    namespace: Option<String>,
 }
 
 impl Ersatz {
@@ -61,6 +67,8 @@ impl Ersatz {
             args: Vec::new(),
             env: Vec::new(),
             one_cpu: false,
+            listen: ("127.0.0.1".to_owned(), "0".to_owned()),
+            namespace: None,
         }
     }
 
@@ -150,6 +158,18 @@ impl Builder {
         self
     }
 
+    /// Serves metadata on `addr:port` instead of a free loopback port.
+    pub fn listen(mut self, addr: &str, port: u16) -> Self {
+        self.listen = (addr.to_owned(), port.to_string());
+        self
+    }
+
+    /// Runs in this network namespace; its URLs are reachable from there.
+    pub fn namespace(mut self, name: &str) -> Self {
+        self.namespace = Some(name.to_owned());
+        self
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -169,14 +189,21 @@ impl Builder {
 
     pub fn start(self) -> Ersatz {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
+        let mut command = match &self.namespace {
+            None => Command::new(BIN),
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace, BIN]);
+                command
+            }
+        };
         command
             .args([
                 "serve",
                 "--addr",
-                "127.0.0.1",
+                &self.listen.0,
                 "--port",
-                "0",
+                &self.listen.1,
                 "--admin-addr",
                 &self.admin_addr,
             ])
@@ -423,7 +450,11 @@ pub fn python() -> PathBuf {
 
 /// Runs a Python snippet; panics with its output unless it exits 0.
 pub fn run_python(python: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut command = Command::new(python);
+    run_python_command(Command::new(python), args, env)
+}
+
+/// As [`run_python`], for a command that runs the Python (`ip netns exec`).
+pub fn run_python_command(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> String {
     command.args(args).stdin(Stdio::null());
     // Nothing from the developer's own AWS setup may leak into a test.
     for key in [
@@ -431,6 +462,7 @@ pub fn run_python(python: &Path, args: &[&str], env: &[(&str, &str)]) -> String 
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
     ] {
         command.env_remove(key);
     }

@@ -187,7 +187,7 @@ fn preset(name: &str) -> Option<FaultSpec> {
 
 /// The longest `hang` when `max` is not given: longer than any SDK's read
 /// timeout, short enough that a forgotten rule does not pile up requests.
-const DEFAULT_HANG: Duration = Duration::from_secs(60);
+pub const DEFAULT_HANG: Duration = Duration::from_secs(60);
 
 impl FaultSpec {
     /// The checked rule, or the field at fault and why (`index` names the

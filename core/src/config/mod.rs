@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 pub use cidr::Cidr;
 pub use error::ConfigError;
-pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, PRESETS};
+pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, DEFAULT_HANG, PRESETS};
 use secret::SecretEnv;
 pub use sections::*;
 use validate::validate;
