@@ -193,3 +193,45 @@ fn teardown(changes: &[Change]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{changes, interface_name, shown};
+
+    #[test]
+    fn interface_names_are_checked_before_any_firewall_sees_them() {
+        for good in ["cni0", "cali+", "eni+", "br-1a2b.10", "veth@if3"] {
+            assert_eq!(interface_name(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "+",
+            "-j",
+            "--flush",
+            "eth 0",
+            "a/b",
+            "sixteen-letters!",
+            "abcdefghijklmnop",
+        ] {
+            assert!(interface_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn an_allowed_interface_is_inserted_above_the_guard_and_removed_before_it() {
+        let all = changes(false, &["cni0".to_owned()]);
+        let added: Vec<String> = all.iter().map(|c| shown(&c.add)).collect();
+        assert_eq!(
+            added,
+            [
+                "ip addr add 169.254.169.254/32 dev lo",
+                "iptables -I INPUT -d 169.254.169.254/32 -i cni0 -j ACCEPT",
+                "iptables -A INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
+            ]
+        );
+        assert_eq!(
+            shown(&all[1].remove),
+            "iptables -D INPUT -d 169.254.169.254/32 -i cni0 -j ACCEPT"
+        );
+    }
+}
