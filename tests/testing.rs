@@ -307,6 +307,43 @@ async fn drop_and_hang_close_the_connection_without_an_answer() {
     );
 }
 
+/// A hang ends when its client gives up, as the connection of a lost answer
+/// does, not only at its bound: with one connection allowed per client, the
+/// client's next request is served long before the 60 s the hang may last.
+#[tokio::test]
+async fn a_hang_lets_go_of_a_client_that_gave_up() {
+    let server = Ersatz::with_toml("[server]\nmax_connections_per_client = 1\n");
+    add_fault(
+        &server,
+        json!({ "action": "hang", "max": "60s", "path": "/latest/meta-data/hostname" }),
+    )
+    .await;
+    let url = server.url.clone();
+    let (gave_up, next) = tokio::task::spawn_blocking(move || {
+        let gave_up = raw_get(
+            &url,
+            "/latest/meta-data/hostname",
+            Duration::from_millis(300),
+        );
+        // Refused (503) while the held connection still counts.
+        let patience = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let next = raw_get(
+                &url,
+                "/latest/meta-data/instance-id",
+                Duration::from_secs(5),
+            );
+            if next == Got::Status(200) || std::time::Instant::now() > patience {
+                return (gave_up, next);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((gave_up, next), (Got::Nothing, Got::Status(200)));
+}
+
 /// The statuses a run of requests gets under `rule`, on a fresh server.
 async fn outcomes_under(rule: Value, requests: usize) -> Vec<u16> {
     let server = Ersatz::start();

@@ -85,9 +85,9 @@ fn main() {
             header: None,
             unjournaled: false,
         },
-        Scenario::get("static v1 GET", INSTANCE_ID, None).without_journal("  same, no journal"),
+        Scenario::get("static v1 GET", INSTANCE_ID, None).without_journal("static, no journal"),
         Scenario::get("v2 GET with token", INSTANCE_ID, Some(&token_header))
-            .without_journal("  same, no journal"),
+            .without_journal("v2, no journal"),
     ];
     // The same state directory, so the token above is good here too.
     let (unjournaled, _) = Server::ersatz_with(
