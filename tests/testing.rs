@@ -310,6 +310,7 @@ async fn drop_and_hang_close_the_connection_without_an_answer() {
 /// A hang ends when its client gives up, as the connection of a lost answer
 /// does, not only at its bound: with one connection allowed per client, the
 /// client's next request is served long before the 60 s the hang may last.
+/// (hyper drops a pending answer when its client closes the connection.)
 #[tokio::test]
 async fn a_hang_lets_go_of_a_client_that_gave_up() {
     let server = Ersatz::with_toml("[server]\nmax_connections_per_client = 1\n");

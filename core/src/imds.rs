@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -110,6 +111,12 @@ impl Handler for Imds {
                 size as usize,
             );
         }
+        // Held only now, journalled already: a test sees the request at once.
+        // hyper drops this answer if the client closes its end meanwhile, so
+        // a client that gives up is let go, as a lost answer's would be.
+        if let Some(HoldFor(hold)) = response.extensions().get::<HoldFor>().copied() {
+            Box::pin(tokio::time::sleep(hold)).await;
+        }
         response
     }
 
@@ -137,6 +144,18 @@ fn token_ttl(hop_limit: u8, peer: IpAddr, local: IpAddr) -> Option<u8> {
     hop_limit.checked_sub(1).filter(|&ttl| ttl > 0)
 }
 
+/// How long a request that gets no answer is held before its connection
+/// closes (a `hang`, or a token answer beyond the hop limit).
+#[derive(Clone, Copy)]
+struct HoldFor(Duration);
+
+/// No answer: the connection closes after `hold`.
+fn held(hold: Duration) -> Response<Body> {
+    let mut response = CloseUnanswered::response();
+    response.extensions_mut().insert(HoldFor(hold));
+    response
+}
+
 impl Imds {
     /// Gives an answer to a token PUT the TTL it must leave with. When it
     /// would not reach the client at all, the client gets nothing, as on
@@ -156,7 +175,7 @@ impl Imds {
             None => {
                 METRICS.tokens_beyond_hop_limit.fetch_add(1, Relaxed);
                 tracing::debug!(client = %peer, "a token answer would not reach its client within imds.hop_limit; held");
-                *response = CloseUnanswered::after(DEFAULT_HANG);
+                *response = held(DEFAULT_HANG);
                 *fault = Some("hop-limit".to_owned());
             }
         }
@@ -205,8 +224,7 @@ impl Imds {
                 encoder::fault(status, retry_after)
             }
             Some(Outcome::Drop) => CloseUnanswered::response(),
-            // Held by the listener, after the journal has it.
-            Some(Outcome::Hang(max)) => CloseUnanswered::after(max),
+            Some(Outcome::Hang(max)) => held(max),
             None => {
                 let response = self.respond(request, target, peer).await;
                 let credentials = matches!(route, Route::Credentials | Route::Container);

@@ -218,26 +218,15 @@ impl Activity {
 type Answering = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// Marks a response that must not be sent: its connection is closed
-/// without an answer instead (a fault rule's `drop` or `hang`, a token
-/// answer beyond the hop limit).
+/// without an answer instead (a fault rule's `drop` or `hang`).
 #[derive(Clone, Copy, Debug)]
-pub struct CloseUnanswered {
-    /// Until the connection closes: at most this long, less if the client
-    /// gives up first (as it would when a network loses the answer).
-    hold: Duration,
-}
+pub struct CloseUnanswered;
 
 impl CloseUnanswered {
-    /// A response that closes its connection unanswered, at once.
+    /// A response that closes its connection unanswered.
     pub fn response() -> Response<Body> {
-        Self::after(Duration::ZERO)
-    }
-
-    /// A response that closes its connection unanswered after `hold`, or
-    /// as soon as the client closes its end.
-    pub fn after(hold: Duration) -> Response<Body> {
         let mut response = Response::new(Body::default());
-        response.extensions_mut().insert(CloseUnanswered { hold });
+        response.extensions_mut().insert(CloseUnanswered);
         response
     }
 }
@@ -250,46 +239,12 @@ impl std::fmt::Display for CloseUnanswered {
 
 impl std::error::Error for CloseUnanswered {}
 
-/// How often a held request looks whether its client has gone.
-const HOLD_CHECK: Duration = Duration::from_millis(250);
-
-/// Waits out `hold`, or until the client closes its end of `fd`.
-async fn hold_unanswered(fd: std::os::fd::RawFd, hold: Duration) {
-    let deadline = Instant::now() + hold;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        tokio::time::sleep(HOLD_CHECK.min(deadline - now)).await;
-        if client_closed(fd) {
-            return;
-        }
-    }
-}
-
-/// Whether the client has closed or reset its end: a peek finds the end
-/// of the stream, or an error other than "nothing yet". Data it sent
-/// meanwhile (a pipelined request) stays unread.
-fn client_closed(fd: std::os::fd::RawFd) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: `fd` is the connection's open socket while its answer is
-    // polled (see `PacketTtl::fd`); the buffer is one byte, as given.
-    let read = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match read {
-        0 => true,
-        n if n > 0 => false,
-        _ => !matches!(
-            std::io::Error::last_os_error().kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-        ),
+/// The response for hyper, or the error that makes hyper close the
+/// connection without writing anything.
+fn deliver(response: Response<Body>) -> Result<Response<Body>, CloseUnanswered> {
+    match response.extensions().get::<CloseUnanswered>() {
+        Some(close) => Err(*close),
+        None => Ok(response),
     }
 }
 
@@ -326,10 +281,8 @@ impl<F: Future<Output = Response<Body>>> Future for CatchPanic<F> {
 /// headers share hyper's read buffer, and reading ahead must allocate a new
 /// one (measured: 8% of the CPU of a static GET, with the timer above).
 enum Answer {
-    Ready(Option<Response<Body>>, Arc<Connection>),
+    Ready(Option<Response<Body>>),
     Pending(Answering, Arc<Connection>),
-    /// No answer: the connection closes when this ends.
-    Holding(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 impl Answer {
@@ -342,15 +295,15 @@ impl Answer {
         {
             Poll::Ready(response) => {
                 connection.answered(&response);
-                Answer::Ready(Some(response), connection)
+                Answer::Ready(Some(response))
             }
             Poll::Pending => Answer::Pending(answer, connection),
         }
     }
 }
 
-/// What a connection's answers share: its idle clock and its socket (its
-/// packets' lifetime, and whether a held request's client has left).
+/// What a connection's answers share: its idle clock and its socket's
+/// packet lifetime.
 struct Connection {
     activity: Activity,
     ttl: PacketTtl,
@@ -435,36 +388,15 @@ impl PacketTtl {
 impl Future for Answer {
     type Output = Result<Response<Body>, CloseUnanswered>;
 
-    /// The response for hyper, or the error that makes hyper close the
-    /// connection without writing anything (after a hold, if asked).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        loop {
-            match this {
-                Answer::Ready(response, connection) => {
-                    let response = response.take().expect("an answer is taken once");
-                    let Some(close) = response.extensions().get::<CloseUnanswered>().copied()
-                    else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    if close.hold.is_zero() {
-                        return Poll::Ready(Err(close));
-                    }
-                    *this =
-                        Answer::Holding(Box::pin(hold_unanswered(connection.ttl.fd, close.hold)));
-                }
-                Answer::Pending(answer, connection) => {
-                    let response = std::task::ready!(answer.as_mut().poll(cx));
-                    connection.answered(&response);
-                    *this = Answer::Ready(Some(response), connection.clone());
-                }
-                Answer::Holding(hold) => {
-                    std::task::ready!(hold.as_mut().poll(cx));
-                    return Poll::Ready(Err(CloseUnanswered {
-                        hold: Duration::ZERO,
-                    }));
-                }
+        match self.get_mut() {
+            Answer::Ready(response) => {
+                Poll::Ready(deliver(response.take().expect("an answer is taken once")))
             }
+            Answer::Pending(answer, connection) => answer.as_mut().poll(cx).map(|response| {
+                connection.answered(&response);
+                deliver(response)
+            }),
         }
     }
 }
