@@ -990,3 +990,43 @@ fn client_flags_are_accepted_after_the_subcommand() {
         );
     }
 }
+
+/// The IMDSv1 audit finds each loopback connection's process off the
+/// request path. A local client opening hundreds of connections at once
+/// must not make ersatz start a thread (or queue a walk of `/proc`) for
+/// each: one thread finds them all, from a bounded queue.
+#[test]
+fn connections_by_the_hundred_do_not_start_a_thread_each() {
+    let server = Ersatz::start();
+    let authority = server.url.trim_start_matches("http://").to_owned();
+    let streams: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&authority).unwrap();
+            write!(
+                stream,
+                "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    for mut stream in &streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = [0; 12];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .count();
+    // Its runtime's workers (one per CPU, at most 8 here), the main thread,
+    // the audit's, and a few the runtime keeps for files and signals.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        threads <= cpus.min(8) + 8,
+        "{threads} threads after 300 connections"
+    );
+    drop(streams);
+}

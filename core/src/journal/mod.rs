@@ -12,7 +12,8 @@ mod process;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::Method;
@@ -152,6 +153,9 @@ fn kept_path(path: &str) -> &str {
 const AUDIT_CLIENTS: usize = 4096;
 const AUDIT_PATHS: usize = 256;
 const AUDIT_PROCESSES: usize = 32;
+/// Sockets waiting for their process to be found; past this, new ones are
+/// not looked up.
+const PENDING_LOOKUPS: usize = 256;
 
 pub struct Journal {
     capacity: usize,
@@ -166,6 +170,9 @@ pub struct Journal {
     /// finds them (one at a time: concurrent lookups share one walk).
     looked_up: parking_lot::Mutex<HashMap<SocketAddr, ()>>,
     owners: parking_lot::Mutex<process::Owners>,
+    /// Sockets whose process is still to be found, for the one thread
+    /// that finds them (started on first use).
+    lookups: OnceLock<SyncSender<(SocketAddr, u64)>>,
 }
 
 /// One `?follow` stream: the entries to come, the server's stop, and its
@@ -211,6 +218,7 @@ impl Journal {
             audit: parking_lot::Mutex::default(),
             looked_up: parking_lot::Mutex::default(),
             owners: parking_lot::Mutex::default(),
+            lookups: OnceLock::new(),
         }
     }
 
@@ -294,21 +302,48 @@ impl Journal {
         let Some(inode) = process::socket_inode(peer, local) else {
             return;
         };
-        let journal = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let Some(process) = journal.owners.lock().of(inode) else {
-                return;
-            };
-            let mut audit = journal.audit.lock();
-            let client = crate::listener::client_of(peer.ip());
-            if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
-                return;
+        // When the queue is full this connection's process goes unnamed:
+        // a client opening connections by the thousand must not make ersatz
+        // start a thread, or queue a walk of /proc, for each.
+        let _ = self.owner_lookups().try_send((peer, inode));
+    }
+
+    /// The queue of the one thread that finds sockets' processes; it ends
+    /// when the journal goes.
+    fn owner_lookups(self: &Arc<Self>) -> &SyncSender<(SocketAddr, u64)> {
+        self.lookups.get_or_init(|| {
+            let (queue, pending) = std::sync::mpsc::sync_channel(PENDING_LOOKUPS);
+            let journal = Arc::downgrade(self);
+            let started = std::thread::Builder::new()
+                .name("ersatz-audit".into())
+                .spawn(move || {
+                    for (peer, inode) in pending {
+                        let Some(journal) = journal.upgrade() else {
+                            return;
+                        };
+                        journal.note_process(peer, inode);
+                    }
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "no thread for the audit: processes will not be named");
             }
-            let row = audit.entry(client).or_default();
-            if !row.processes.contains(&process) && row.processes.len() < AUDIT_PROCESSES {
-                row.processes.push(process);
-            }
-        });
+            queue
+        })
+    }
+
+    fn note_process(&self, peer: SocketAddr, inode: u64) {
+        let Some(process) = self.owners.lock().of(inode) else {
+            return;
+        };
+        let mut audit = self.audit.lock();
+        let client = crate::listener::client_of(peer.ip());
+        if !audit.contains_key(&client) && audit.len() >= AUDIT_CLIENTS {
+            return;
+        }
+        let row = audit.entry(client).or_default();
+        if !row.processes.contains(&process) && row.processes.len() < AUDIT_PROCESSES {
+            row.processes.push(process);
+        }
     }
 
     /// The entries `filter` admits, oldest first.
