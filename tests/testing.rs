@@ -363,6 +363,51 @@ async fn a_hang_lets_go_of_a_client_that_gave_up() {
     );
 }
 
+/// Held requests are bounded, a quarter of `server.max_connections`: past
+/// that, a request that would be held closes at once, so that no client can
+/// pin the listener with them. A stopping server lets go of them at once
+/// instead of waiting out its drain (`terminate` allows 5 s; the drain 10).
+#[tokio::test]
+async fn held_requests_are_bounded_and_let_go_when_the_server_stops() {
+    let server = Ersatz::builder()
+        .env("ERSATZ_SERVER__MAX_CONNECTIONS", "8")
+        .start();
+    add_fault(
+        &server,
+        json!({ "action": "hang", "max": "60s", "path": "/latest/meta-data/hostname" }),
+    )
+    .await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                raw_get(&url, "/latest/meta-data/hostname", Duration::from_secs(30))
+            })
+        })
+        .collect();
+    // Journalled as they are held.
+    let patience = std::time::Instant::now() + Duration::from_secs(20);
+    while journal(&server, "?path=/latest/meta-data/hostname")
+        .await
+        .len()
+        < 2
+    {
+        assert!(std::time::Instant::now() < patience, "never held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = server.url.clone();
+    let third = tokio::task::spawn_blocking(move || {
+        raw_get(&url, "/latest/meta-data/hostname", Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(third, Got::Closed, "a third held request");
+    assert!(server.terminate().success());
+    for client in held {
+        assert_eq!(client.join().unwrap(), Got::Closed);
+    }
+}
+
 /// The statuses a run of requests gets under `rule`, on a fresh server.
 async fn outcomes_under(rule: Value, requests: usize) -> Vec<u16> {
     let server = Ersatz::start();
@@ -956,13 +1001,27 @@ async fn a_fleet_in_network_namespaces_gets_its_own_roles_and_the_hop_limit_coun
         !versions.is_empty() && versions.iter().all(|v| v == "v1"),
         "{versions:?}"
     );
-    // …while the node's own processes are no hop away and get tokens.
+    // …while the node's own processes are no hop away and get tokens, also
+    // one that speaks from another of the node's addresses (its bridge's).
     assert_eq!(status_of(&fleet.node, "instance-id"), "200");
+    let from_bridge = "import http.client as h\n\
+        c = h.HTTPConnection('169.254.169.254', 80, timeout=5, source_address=('10.200.0.1', 0))\n\
+        c.request('PUT', '/latest/api/token', headers={'X-aws-ec2-metadata-token-ttl-seconds': '60'})\n\
+        print(c.getresponse().status)";
+    let python = python();
+    let put = common::run_python_command(
+        fleet.node.command(python.to_str().unwrap()),
+        &["-c", from_bridge],
+        &[],
+    );
+    assert_eq!(put.trim(), "200");
     let (puts, versions) = token_puts_and_versions(&fleet.journal(&server, "169.254.169.254"));
     assert_eq!(
         (puts, versions),
         (vec![json!([200, null])], vec!["v2".to_owned()])
     );
+    let (puts, _) = token_puts_and_versions(&fleet.journal(&server, "10.200.0.1"));
+    assert_eq!(puts, vec![json!([200, null])]);
     drop(server);
 
     // …and fails when v1 is disabled.
@@ -971,7 +1030,7 @@ async fn a_fleet_in_network_namespaces_gets_its_own_roles_and_the_hop_limit_coun
     let entries = fleet.journal(&server, "10.200.0.3");
     let (puts, _) = token_puts_and_versions(&entries);
     assert!(
-        puts.iter().all(|p| *p == json!([null, "hop-limit"])),
+        !puts.is_empty() && puts.iter().all(|p| *p == json!([null, "hop-limit"])),
         "{puts:?}"
     );
     assert!(entries.iter().any(|e| e["status"] == 401), "{entries:?}");

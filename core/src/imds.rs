@@ -1,7 +1,8 @@
 //! The metadata service: one request, one pass through
 //! guard → session → normalise → router → provider → encoder → access log.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{CloseUnanswered, Handler, HopLimit};
+use crate::listener::{is_host_address, CloseUnanswered, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
 use crate::provider::iam::ClientRoles;
@@ -50,6 +51,10 @@ pub struct Imds {
     /// Fault rules; they outlive a reload's new `Imds`, as the journal does.
     pub faults: Arc<Faults>,
     pub journal: Arc<Journal>,
+    /// Requests held unanswered now (hangs, token PUTs beyond the hop limit).
+    pub held: AtomicUsize,
+    /// How many may be held at once; past that they close at once.
+    pub max_held: usize,
 }
 
 impl Handler for Imds {
@@ -72,17 +77,29 @@ impl Handler for Imds {
             METRICS.v1_requests.fetch_add(1, Relaxed);
             self.journal.note_v1_process(peer, local);
         }
+        // A token PUT's answer travels only as far as the hop limit lets it.
+        let reach = (route == Route::Token && method == Method::PUT)
+            .then(|| token_ttl(self.hop_limit.0, is_host_address(peer.ip())));
         let faults = self.faults.check(route, &method, path, peer.ip());
         let mut fault = faults.as_ref().map(|applied| applied.rules.join(","));
-        let mut response = match faults {
-            None => self.respond(request, &target, peer).await,
+        let mut response = match (faults, reach) {
+            // Nothing would arrive: no token is issued for it.
+            (None, Some(None)) => beyond_hop_limit(&mut fault, peer),
+            (None, _) => self.respond(request, &target, peer).await,
             // Boxed, as side routes are: rare, and large.
-            Some(applied) => {
+            (Some(applied), _) => {
                 Box::pin(self.respond_with_faults(applied, route, request, &target, peer)).await
             }
         };
-        if route == Route::Token && method == Method::PUT {
-            self.limit_hops(&mut response, &mut fault, peer, local);
+        match reach {
+            Some(Some(ttl)) => {
+                response.extensions_mut().insert(HopLimit(ttl));
+            }
+            // A fault rule's answer would be lost too; its drop or hang stands.
+            Some(None) if response.extensions().get::<CloseUnanswered>().is_none() => {
+                response = beyond_hop_limit(&mut fault, peer);
+            }
+            _ => {}
         }
         // None: closed without an answer (a drop, a hang, the hop limit).
         let status = (response.extensions().get::<CloseUnanswered>().is_none())
@@ -112,10 +129,8 @@ impl Handler for Imds {
             );
         }
         // Held only now, journalled already: a test sees the request at once.
-        // hyper drops this answer if the client closes its end meanwhile, so
-        // a client that gives up is let go, as a lost answer's would be.
         if let Some(HoldFor(hold)) = response.extensions().get::<HoldFor>().copied() {
-            Box::pin(tokio::time::sleep(hold)).await;
+            Box::pin(self.hold(hold)).await;
         }
         response
     }
@@ -136,12 +151,24 @@ impl Handler for Imds {
 /// (the instance forwards the answer). ersatz runs on the host, so for every
 /// client that is not the host itself it takes that hop off at the source;
 /// routers further on take theirs off the packets.
-fn token_ttl(hop_limit: u8, peer: IpAddr, local: IpAddr) -> Option<u8> {
-    let peer = peer.to_canonical();
-    if peer.is_loopback() || peer == local.to_canonical() {
+fn token_ttl(hop_limit: u8, client_on_host: bool) -> Option<u8> {
+    if client_on_host {
         return Some(hop_limit);
     }
     hop_limit.checked_sub(1).filter(|&ttl| ttl > 0)
+}
+
+/// What a client beyond the hop limit gets: nothing, as on EC2, where it
+/// waits until its own timeout. The request is held as long as a `hang`
+/// rule holds one (see [`Imds::hold`]), then closed unanswered.
+fn beyond_hop_limit(fault: &mut Option<String>, peer: SocketAddr) -> Response<Body> {
+    METRICS.token_puts_beyond_hop_limit.fetch_add(1, Relaxed);
+    tracing::debug!(client = %peer, "a token answer would not reach its client within imds.hop_limit; held");
+    *fault = Some(match fault.take() {
+        Some(rules) => format!("{rules},hop-limit"),
+        None => "hop-limit".to_owned(),
+    });
+    held(DEFAULT_HANG)
 }
 
 /// How long a request that gets no answer is held before its connection
@@ -157,27 +184,28 @@ fn held(hold: Duration) -> Response<Body> {
 }
 
 impl Imds {
-    /// Gives an answer to a token PUT the TTL it must leave with. When it
-    /// would not reach the client at all, the client gets nothing, as on
-    /// EC2, where it waits until its own timeout: the request is held as
-    /// long as a `hang` rule holds one, then closed unanswered.
-    fn limit_hops(
-        &self,
-        response: &mut Response<Body>,
-        fault: &mut Option<String>,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) {
-        match token_ttl(self.hop_limit.0, peer.ip(), local.ip()) {
-            Some(ttl) => {
-                response.extensions_mut().insert(HopLimit(ttl));
+    /// Holds a request that gets no answer for `hold`: less when the server
+    /// stops, and not at all while `max_held` are held already, so that no
+    /// client can pin the listener's connections with them. hyper drops
+    /// this when the client closes its end after a whole request, so a
+    /// client that gives up is let go, as a lost answer's would be.
+    async fn hold(&self, hold: Duration) {
+        let taken = self
+            .held
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_held).then_some(n + 1));
+        if taken.is_err() {
+            return;
+        }
+        struct Release<'a>(&'a AtomicUsize);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
             }
-            None => {
-                METRICS.tokens_beyond_hop_limit.fetch_add(1, Relaxed);
-                tracing::debug!(client = %peer, "a token answer would not reach its client within imds.hop_limit; held");
-                *response = held(DEFAULT_HANG);
-                *fault = Some("hop-limit".to_owned());
-            }
+        }
+        let _release = Release(&self.held);
+        tokio::select! {
+            () = tokio::time::sleep(hold) => {}
+            () = self.journal.until_stopping() => {}
         }
     }
 
@@ -472,32 +500,17 @@ impl Ecs {
 #[cfg(test)]
 mod tests {
     use super::token_ttl;
-    use std::net::IpAddr;
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
 
     #[test]
     fn the_host_itself_gets_the_whole_hop_limit() {
-        let link_local = ip("169.254.169.254");
-        assert_eq!(token_ttl(1, link_local, link_local), Some(1));
-        assert_eq!(token_ttl(2, ip("127.0.0.1"), ip("127.0.0.1")), Some(2));
-        assert_eq!(token_ttl(1, ip("::1"), ip("::1")), Some(1));
-        // An IPv4 client of a dual-stack socket.
-        assert_eq!(
-            token_ttl(1, ip("::ffff:127.0.0.1"), ip("::ffff:127.0.0.1")),
-            Some(1)
-        );
-        assert_eq!(token_ttl(3, ip("::ffff:10.0.0.5"), ip("10.0.0.5")), Some(3));
+        assert_eq!(token_ttl(1, true), Some(1));
+        assert_eq!(token_ttl(64, true), Some(64));
     }
 
     #[test]
     fn a_client_behind_the_host_is_one_hop_further() {
-        let link_local = ip("169.254.169.254");
-        assert_eq!(token_ttl(2, ip("10.200.0.2"), link_local), Some(1));
-        assert_eq!(token_ttl(64, ip("10.200.0.2"), link_local), Some(63));
-        assert_eq!(token_ttl(1, ip("10.200.0.2"), link_local), None);
-        assert_eq!(token_ttl(1, ip("fd00::2"), ip("fd00:ec2::254")), None);
+        assert_eq!(token_ttl(2, false), Some(1));
+        assert_eq!(token_ttl(64, false), Some(63));
+        assert_eq!(token_ttl(1, false), None);
     }
 }

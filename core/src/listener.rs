@@ -95,6 +95,83 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `ip` is one of this host's own addresses, in ersatz's network
+/// namespace: an address of one of its interfaces, 127.0.0.1 and ::1
+/// included. A client there is a process on the host, however it addressed
+/// ersatz (the link-local address, an interface's, or redirected by the
+/// firewall). The rest of 127.0.0.0/8 is on no interface: tests use it to
+/// stand for other hosts.
+pub fn is_host_address(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip == IpAddr::from([127, 0, 0, 1])
+        || ip == IpAddr::from(Ipv6Addr::LOCALHOST)
+        || HOST_ADDRESSES.lock().current().contains(&ip)
+}
+
+/// The interfaces' addresses, read again at most once a second: interfaces
+/// and their addresses come and go while ersatz runs.
+struct HostAddresses {
+    read_at: Option<std::time::Instant>,
+    addresses: Vec<IpAddr>,
+}
+
+static HOST_ADDRESSES: parking_lot::Mutex<HostAddresses> = parking_lot::Mutex::new(HostAddresses {
+    read_at: None,
+    addresses: Vec::new(),
+});
+
+impl HostAddresses {
+    fn current(&mut self) -> &[IpAddr] {
+        let fresh = self
+            .read_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            self.addresses = interface_addresses();
+            self.read_at = Some(std::time::Instant::now());
+        }
+        &self.addresses
+    }
+}
+
+/// Every IPv4 and IPv6 address of this namespace's interfaces (none when
+/// the system will not say).
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: on success getifaddrs points `list` at a list it allocated,
+    // freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Vec::new();
+    }
+    let mut addresses = Vec::new();
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: a node of the list, valid until freeifaddrs.
+        let entry = unsafe { &*cursor };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: `ifa_addr` points at a socket address of the family
+            // it names, which decides the type it is read as.
+            let address = unsafe {
+                match i32::from((*entry.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*entry.ifa_addr.cast::<libc::sockaddr_in>();
+                        Some(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*entry.ifa_addr.cast::<libc::sockaddr_in6>();
+                        Some(IpAddr::from(v6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                }
+            };
+            addresses.extend(address);
+        }
+        cursor = entry.ifa_next;
+    }
+    // SAFETY: the list getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    addresses
+}
+
 /// One open connection of a client; counted down when dropped.
 struct ClientSlot {
     table: Arc<PerClient>,
@@ -103,13 +180,14 @@ struct ClientSlot {
 
 impl PerClient {
     /// `None` when `client` holds its share already. The host's own
-    /// processes all arrive from 127.0.0.1 or ::1: many clients behind one
-    /// address, so they share `max_connections` alone. `Some(None)`: admitted
-    /// without a count.
-    fn admit(table: &Arc<Self>, client: IpAddr) -> Option<Option<ClientSlot>> {
-        if client == IpAddr::from([127, 0, 0, 1]) || client == IpAddr::from(Ipv6Addr::LOCALHOST) {
+    /// processes arrive from its own addresses (loopback, the link-local
+    /// address, an interface's): many clients behind one address, so they
+    /// share `max_connections` alone. `Some(None)`: admitted without a count.
+    fn admit(table: &Arc<Self>, peer: IpAddr) -> Option<Option<ClientSlot>> {
+        if is_host_address(peer) {
             return Some(None);
         }
+        let client = client_of(peer);
         let mut open = table.open.lock();
         let count = open.entry(client).or_insert(0);
         if *count >= table.limit {
@@ -440,7 +518,7 @@ pub async fn serve<H: Handler>(
             },
             _ = stop.changed() => return,
         };
-        let admitted = match PerClient::admit(&per_client, client_of(peer.ip())) {
+        let admitted = match PerClient::admit(&per_client, peer.ip()) {
             None => Err("server.max_connections_per_client reached"),
             Some(slot) => match capacity.clone().try_acquire_owned() {
                 Ok(permit) => Ok((slot, permit)),
@@ -495,6 +573,23 @@ pub async fn serve<H: Handler>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_hosts_own_addresses_are_its_interfaces_and_loopback() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(is_host_address(ip("127.0.0.1")));
+        assert!(!is_host_address(ip("127.0.0.2")));
+        assert!(is_host_address(ip("::1")));
+        assert!(is_host_address(ip("::ffff:127.0.0.1")));
+        // Documentation addresses (RFC 5737, 3849) are on no interface.
+        assert!(!is_host_address(ip("192.0.2.1")));
+        assert!(!is_host_address(ip("2001:db8::1")));
+        let addresses = interface_addresses();
+        assert!(addresses.contains(&ip("127.0.0.1")), "{addresses:?}");
+        for address in addresses {
+            assert!(is_host_address(address), "{address}");
+        }
+    }
+
     use super::*;
 
     #[test]

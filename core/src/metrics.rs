@@ -48,8 +48,8 @@ pub struct Metrics {
     pub panics: AtomicU64,
     /// Metadata requests without a token (IMDSv1), answered or not.
     pub v1_requests: AtomicU64,
-    /// Answers to token PUTs that the hop limit kept from their client.
-    pub tokens_beyond_hop_limit: AtomicU64,
+    /// Token PUTs whose answer the hop limit kept from their client.
+    pub token_puts_beyond_hop_limit: AtomicU64,
     /// Faults applied, by kind ([`FAULT_KINDS`]).
     faults: [AtomicU64; FAULT_KINDS.len()],
 }
@@ -81,7 +81,7 @@ impl Metrics {
             refreshes: ZERO,
             panics: ZERO,
             v1_requests: ZERO,
-            tokens_beyond_hop_limit: ZERO,
+            token_puts_beyond_hop_limit: ZERO,
             faults: [ZERO; FAULT_KINDS.len()],
         }
     }
@@ -219,9 +219,9 @@ impl Metrics {
         );
         counter(
             &mut out,
-            "ersatz_tokens_beyond_hop_limit_total",
+            "ersatz_token_puts_beyond_hop_limit_total",
             "Token PUTs left unanswered because their answer would not reach the client within imds.hop_limit.",
-            self.tokens_beyond_hop_limit.load(Relaxed),
+            self.token_puts_beyond_hop_limit.load(Relaxed),
         );
         out.push_str("# HELP ersatz_faults_applied_total Faults applied to requests, by kind of rule.\n# TYPE ersatz_faults_applied_total counter\n");
         for (kind, count) in FAULT_KINDS.iter().zip(&self.faults) {

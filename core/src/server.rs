@@ -500,6 +500,9 @@ async fn build_imds(
         plugins,
         faults: shared.faults,
         journal: shared.journal,
+        held: std::sync::atomic::AtomicUsize::new(0),
+        // A quarter of the connections at most: the rest stay for answers.
+        max_held: (config.server.max_connections / 4).max(1),
     })
 }
 

@@ -282,12 +282,12 @@ impl Journal {
         }
     }
 
-    /// For a request without a token from a loopback client: finds the
+    /// For a request without a token from a client on this host: finds the
     /// process behind it, once per connection. The socket is found at once,
     /// while the connection is surely open (a query of microseconds); its
     /// process later, off the request's path, by a walk of `/proc`.
     pub fn note_v1_process(self: &Arc<Self>, peer: SocketAddr, local: SocketAddr) {
-        if !peer.ip().to_canonical().is_loopback() {
+        if !crate::listener::is_host_address(peer.ip()) {
             return;
         }
         {
@@ -377,6 +377,12 @@ impl Journal {
     /// Ends every follower's stream (the server is stopping).
     pub fn stop_following(&self) {
         let _ = self.stopping.send(true);
+    }
+
+    /// Resolves once the server has begun to stop.
+    pub async fn until_stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     /// Forgets every entry (ids keep counting up).
