@@ -150,8 +150,9 @@ pub enum V1Policy {
 pub struct ImdsConfig {
     pub v1: V1Policy,
     /// The IP TTL (hop limit) of token answers, as EC2's
-    /// `HttpPutResponseHopLimit`: a client more routed hops away than
-    /// this less one never receives its token.
+    /// `HttpPutResponseHopLimit`: a client more routers from IMDS than this
+    /// less one never receives its token (a client not on this host counts
+    /// one router, the host, as a container behind an instance does).
     pub hop_limit: u8,
 }
 
