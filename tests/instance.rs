@@ -667,7 +667,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
     }
     let print = ersatz(&["net", "print"], &[]);
     assert!(
-        String::from_utf8_lossy(&print.stdout).contains("ip addr add 169.254.169.254/32 dev lo")
+        String::from_utf8_lossy(&print.stdout).contains("ip -4 addr add 169.254.169.254/32 dev lo")
     );
 
     let ns = Namespace::create("test");
@@ -684,12 +684,14 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         addresses.contains("169.254.169.254/32") && addresses.contains("fd00:ec2::254/128"),
         "{addresses}"
     );
-    let rules =
-        String::from_utf8_lossy(&ns.run("iptables", &["-S", "INPUT"], &[]).stdout).into_owned();
-    assert!(
-        rules.contains("-A INPUT -d 169.254.169.254/32 ! -i lo -j DROP"),
-        "{rules}"
-    );
+    let rules = String::from_utf8_lossy(&ns.run("iptables", &["-S"], &[]).stdout).into_owned();
+    for rule in [
+        "-A INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD",
+        "-A ERSATZ-GUARD -i lo -j RETURN",
+        "-A ERSATZ-GUARD -j DROP",
+    ] {
+        assert!(rules.contains(rule), "{rule}:\n{rules}");
+    }
 
     // ersatz on the real address and port, and boto3 with no endpoint variable.
     let state = tempfile::tempdir().unwrap();
@@ -747,16 +749,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         connects(&peer.0).starts_with("unanswered"),
         "from the veth peer"
     );
-    let rule = [
-        "INPUT",
-        "-d",
-        "169.254.169.254/32",
-        "!",
-        "-i",
-        "lo",
-        "-j",
-        "DROP",
-    ];
+    let rule = ["INPUT", "-d", "169.254.169.254/32", "-j", "ERSATZ-GUARD"];
     let without = ns.run("iptables", &[&["-D"][..], &rule[..]].concat(), &[]);
     assert!(
         without.status.success(),
@@ -764,7 +757,7 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         String::from_utf8_lossy(&without.stderr)
     );
     let unguarded = connects(&peer.0);
-    let restored = ns.run("iptables", &[&["-A"][..], &rule[..]].concat(), &[]);
+    let restored = ns.run("iptables", &[&["-I"][..], &rule[..]].concat(), &[]);
     assert!(restored.status.success());
     assert_eq!(
         unguarded, "answered",
@@ -810,9 +803,12 @@ async fn the_real_link_local_address_in_a_network_namespace() {
         "{addresses}"
     );
     for tool in ["iptables", "ip6tables"] {
-        let rules =
-            String::from_utf8_lossy(&ns.run(tool, &["-S", "INPUT"], &[]).stdout).into_owned();
-        assert_eq!(rules.trim(), "-P INPUT ACCEPT", "{tool}: {rules}");
+        let rules = String::from_utf8_lossy(&ns.run(tool, &["-S"], &[]).stdout).into_owned();
+        assert_eq!(
+            rules.trim(),
+            "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT",
+            "{tool}: {rules}"
+        );
     }
 
     // Without root it refuses, clearly.

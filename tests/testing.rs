@@ -883,13 +883,8 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        // The namespaces go with their links; only the node's rules are
-        // undone first, by teardown with the same interface.
-        let _ = self.node.run(
-            common::BIN,
-            &["net", "teardown", "--allow-interface", &self.bridge],
-            &[],
-        );
+        // The namespaces go with their links and rules; teardown is the
+        // test's own last step.
     }
 }
 
@@ -930,18 +925,28 @@ async fn a_fleet_in_network_namespaces_gets_its_own_roles_and_the_hop_limit_coun
         return;
     }
     let fleet = Fleet::build();
-    let rules = String::from_utf8_lossy(&fleet.node.run("iptables", &["-S", "INPUT"], &[]).stdout)
-        .into_owned();
-    let allow = format!(
-        "-A INPUT -d 169.254.169.254/32 -i {} -j ACCEPT",
-        fleet.bridge
-    );
-    let guard = "-A INPUT -d 169.254.169.254/32 ! -i lo -j DROP";
+    let rules =
+        String::from_utf8_lossy(&fleet.node.run("iptables", &["-S"], &[]).stdout).into_owned();
+    let allow = format!("-A ERSATZ-GUARD -i {} -j RETURN", fleet.bridge);
+    let guard = "-A ERSATZ-GUARD -j DROP";
     assert!(
-        rules
-            .find(&allow)
-            .is_some_and(|at| rules.find(guard).is_some_and(|drop| at < drop)),
-        "the bridge is let through above the guard:\n{rules}"
+        rules.contains("-A INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD")
+            && rules
+                .find(&allow)
+                .is_some_and(|at| rules.find(guard).is_some_and(|drop| at < drop)),
+        "the bridge returns from the guard before its drop:\n{rules}"
+    );
+    // An uplink is never let through: a pod's eth0 carries its default route.
+    let uplink = fleet.pods[0].run(
+        common::BIN,
+        &["net", "setup", "--no-ipv6", "--allow-interface", "eth+"],
+        &[],
+    );
+    assert_eq!(uplink.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&uplink.stderr).contains("carries this host's default route"),
+        "{}",
+        String::from_utf8_lossy(&uplink.stderr)
     );
     let [pod_a, pod_b] = &fleet.pods;
     let alpha = json!({"method": "iam-role", "key": "AKIAALPHAALPHAALPHA0"});
@@ -1035,4 +1040,15 @@ async fn a_fleet_in_network_namespaces_gets_its_own_roles_and_the_hop_limit_coun
     );
     assert!(entries.iter().any(|e| e["status"] == 401), "{entries:?}");
     drop(server);
+
+    // Teardown needs no interfaces named: the guard goes whole.
+    let teardown = fleet.node.run(common::BIN, &["net", "teardown"], &[]);
+    assert!(
+        teardown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teardown.stderr)
+    );
+    let rules =
+        String::from_utf8_lossy(&fleet.node.run("iptables", &["-S"], &[]).stdout).into_owned();
+    assert!(!rules.contains("ERSATZ"), "{rules}");
 }

@@ -1,13 +1,15 @@
 //! `ersatz net setup|teardown|print`: the link-local address on this host.
 //!
 //! Setup puts 169.254.169.254 (and fd00:ec2::254) on the loopback interface,
-//! so SDKs with no endpoint variable reach ersatz, and adds firewall rules
-//! that drop packets for those addresses arriving on any other interface, so
-//! nothing off the host can reach them. `--allow-interface` lets one
-//! interface through the guard: a node's pod bridge, whose pods should reach
-//! ersatz as they reach IMDS on EC2. Teardown removes exactly what setup
-//! added (given the same interfaces); both are idempotent. `print` shows the
-//! commands without running them (and needs no root).
+//! so SDKs with no endpoint variable reach ersatz, and guards them: packets
+//! for those addresses jump, first thing in `INPUT`, to a chain of ersatz's
+//! own that drops them unless they arrive on loopback or an interface
+//! `--allow-interface` names (a node's pod bridge, whose pods should reach
+//! ersatz as they reach IMDS on EC2). Allowed packets return to `INPUT`, so
+//! the host's other rules still judge them. The chain holds everything the
+//! guard is: setup rewrites it, and teardown removes it whole, whatever
+//! interfaces were allowed. Both are idempotent. `print` shows the commands
+//! without running them (and needs no root).
 
 use std::process::Command;
 
@@ -23,17 +25,18 @@ pub struct Net {
     #[arg(long, global = true)]
     no_ipv6: bool,
     /// Let packets for the addresses in through this interface too (a pod
-    /// bridge; `cni+` for every name starting `cni`). Repeatable; give
-    /// teardown the same.
+    /// bridge; `cni+` for every name starting `cni`). Repeatable. Never the
+    /// interface of the default route: that would hand credentials to the
+    /// network.
     #[arg(long = "allow-interface", value_name = "IFACE", global = true, value_parser = interface_name)]
     allowed: Vec<String>,
 }
 
 #[derive(Subcommand)]
 enum NetCommand {
-    /// Add the addresses and guard rules (root).
+    /// Add the addresses and the guard (root).
     Setup,
-    /// Remove exactly what setup adds (root).
+    /// Remove the addresses and the guard, whatever setup allowed (root).
     Teardown,
     /// Print the commands setup and teardown run.
     Print,
@@ -41,11 +44,18 @@ enum NetCommand {
 
 impl Net {
     pub fn run(self) -> Result<(), Failure> {
-        let changes = changes(!self.no_ipv6, &self.allowed);
+        let families = families(!self.no_ipv6);
         match self.command {
-            NetCommand::Setup => setup(&changes)?,
-            NetCommand::Teardown => teardown(&changes)?,
-            NetCommand::Print => print(&changes),
+            NetCommand::Setup => {
+                require_root()?;
+                refuse_uplinks(&self.allowed).map_err(Failure::Usage)?;
+                apply(&setup(&families, &self.allowed))?;
+            }
+            NetCommand::Teardown => {
+                require_root()?;
+                apply(&teardown(&families))?;
+            }
+            NetCommand::Print => print(&families, &self.allowed),
         }
         Ok(())
     }
@@ -56,74 +66,239 @@ impl Net {
 /// wildcard; never an option the firewall tool would read as its own.
 fn interface_name(name: &str) -> Result<String, String> {
     let stem = name.strip_suffix('+').unwrap_or(name);
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@');
-    if stem.is_empty() || name.len() > 15 || stem.starts_with('-') || !stem.chars().all(safe) {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let dots_only = stem.chars().all(|c| c == '.');
+    if stem.is_empty()
+        || name.len() > 15
+        || stem.starts_with('-')
+        || dots_only
+        || !stem.chars().all(safe)
+    {
         return Err(format!(
-            "{name:?} is not an interface name (1 to 15 letters, digits, '_', '-', '.', '@', not starting with '-'; '+' at the end matches any suffix)"
+            "{name:?} is not an interface name (1 to 15 letters, digits, '_', '-', '.', not starting with '-'; '+' at the end matches any suffix)"
         ));
     }
     Ok(name.to_owned())
 }
 
-const IPV4: &str = "169.254.169.254/32";
-const IPV6: &str = "fd00:ec2::254/128";
+/// Whether the interface pattern `allowed` (iptables' syntax) names `interface`.
+fn matches_interface(allowed: &str, interface: &str) -> bool {
+    match allowed.strip_suffix('+') {
+        Some(stem) => interface.starts_with(stem),
+        None => allowed == interface,
+    }
+}
 
-/// One change: how to check it is in place, make it, and undo it.
-struct Change {
-    check: Vec<String>,
-    add: Vec<String>,
-    remove: Vec<String>,
+/// Refuses an allowed pattern that names an interface carrying a default
+/// route: anyone on that network would reach ersatz, and its credentials.
+fn refuse_uplinks(allowed: &[String]) -> Result<(), String> {
+    for family in ["-4", "-6"] {
+        let Ok(output) = Command::new("ip")
+            .args([family, "route", "show", "default"])
+            .output()
+        else {
+            continue;
+        };
+        let routes = String::from_utf8_lossy(&output.stdout);
+        let uplinks = routes.lines().filter_map(|route| {
+            let mut words = route.split_whitespace();
+            words.find(|word| *word == "dev")?;
+            words.next()
+        });
+        for uplink in uplinks {
+            if let Some(pattern) = allowed.iter().find(|a| matches_interface(a, uplink)) {
+                return Err(format!(
+                    "--allow-interface {pattern} names {uplink}, which carries this host's default route: anyone on that network would reach ersatz and its credentials. Allow the pods' own interfaces (a bridge, cni0, cali+)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The guard's chain, in the filter table of each family.
+const CHAIN: &str = "ERSATZ-GUARD";
+
+/// What setup and teardown touch in one address family.
+struct Family {
+    /// `iptables` or `ip6tables`.
+    firewall: &'static str,
+    /// The address, with its prefix length.
+    address: &'static str,
+    /// `ip`'s option for the family.
+    ip_family: &'static str,
+}
+
+fn families(ipv6: bool) -> Vec<Family> {
+    let mut all = vec![Family {
+        firewall: "iptables",
+        address: "169.254.169.254/32",
+        ip_family: "-4",
+    }];
+    if ipv6 {
+        all.push(Family {
+            firewall: "ip6tables",
+            address: "fd00:ec2::254/128",
+            ip_family: "-6",
+        });
+    }
+    all
+}
+
+/// A command, and when it runs: always, or only when a check succeeds
+/// (the thing is there) or fails (it is not).
+struct Step {
+    command: Vec<String>,
+    when: When,
+}
+
+enum When {
+    Always,
+    Present(Vec<String>),
+    Absent(Vec<String>),
 }
 
 fn words(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|part| (*part).to_owned()).collect()
 }
 
-fn changes(ipv6: bool, allowed: &[String]) -> Vec<Change> {
-    let address = |ip: &str, family: &[&str]| {
-        let with =
-            |verb: &str| words(&[&["ip"], family, &["addr", verb, ip, "dev", "lo"]].concat());
-        Change {
-            check: words(&[&["ip"], family, &["addr", "show", "dev", "lo", "to", ip]].concat()),
-            add: with("add"),
-            remove: with("del"),
+fn step(command: &[&str], when: When) -> Step {
+    Step {
+        command: words(command),
+        when,
+    }
+}
+
+impl Family {
+    fn on_loopback(&self) -> Vec<String> {
+        words(&[
+            "ip",
+            self.ip_family,
+            "addr",
+            "show",
+            "dev",
+            "lo",
+            "to",
+            self.address,
+        ])
+    }
+
+    fn jump(&self, verb: &'static str) -> Vec<String> {
+        words(&[
+            self.firewall,
+            verb,
+            "INPUT",
+            "-d",
+            self.address,
+            "-j",
+            CHAIN,
+        ])
+    }
+
+    /// The guard before this chain existed; setup and teardown remove it.
+    fn old_guard(&self, verb: &'static str) -> Vec<String> {
+        words(&[
+            self.firewall,
+            verb,
+            "INPUT",
+            "-d",
+            self.address,
+            "!",
+            "-i",
+            "lo",
+            "-j",
+            "DROP",
+        ])
+    }
+
+    fn chain_exists(&self) -> Vec<String> {
+        words(&[self.firewall, "-S", CHAIN])
+    }
+}
+
+fn setup(families: &[Family], allowed: &[String]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for family in families {
+        let firewall = family.firewall;
+        steps.push(step(
+            &[
+                "ip",
+                family.ip_family,
+                "addr",
+                "add",
+                family.address,
+                "dev",
+                "lo",
+            ],
+            When::Absent(family.on_loopback()),
+        ));
+        steps.push(step(
+            &[firewall, "-N", CHAIN],
+            When::Absent(family.chain_exists()),
+        ));
+        steps.push(step(&[firewall, "-F", CHAIN], When::Always));
+        for interface in std::iter::once("lo").chain(allowed.iter().map(String::as_str)) {
+            steps.push(step(
+                &[firewall, "-A", CHAIN, "-i", interface, "-j", "RETURN"],
+                When::Always,
+            ));
         }
-    };
-    // The guard drops what arrives for the address on any interface but
-    // loopback; an allowed interface's rule is inserted above it.
-    let rule = |tool: &str, ip: &str, verb: &str, interface: &[&str], target: &str| {
-        words(&[&[tool, verb, "INPUT", "-d", ip], interface, &["-j", target]].concat())
-    };
-    let guard = |tool: &str, ip: &str| Change {
-        check: rule(tool, ip, "-C", &["!", "-i", "lo"], "DROP"),
-        add: rule(tool, ip, "-A", &["!", "-i", "lo"], "DROP"),
-        remove: rule(tool, ip, "-D", &["!", "-i", "lo"], "DROP"),
-    };
-    let allow = |tool: &str, ip: &str, interface: &str| Change {
-        check: rule(tool, ip, "-C", &["-i", interface], "ACCEPT"),
-        add: rule(tool, ip, "-I", &["-i", interface], "ACCEPT"),
-        remove: rule(tool, ip, "-D", &["-i", interface], "ACCEPT"),
-    };
-    let mut families = vec![("iptables", IPV4, &[][..])];
-    if ipv6 {
-        families.push(("ip6tables", IPV6, &["-6"][..]));
+        steps.push(step(&[firewall, "-A", CHAIN, "-j", "DROP"], When::Always));
+        steps.push(Step {
+            command: family.jump("-I"),
+            when: When::Absent(family.jump("-C")),
+        });
+        steps.push(Step {
+            command: family.old_guard("-D"),
+            when: When::Present(family.old_guard("-C")),
+        });
     }
-    let mut all = Vec::new();
-    for (tool, ip, family) in families {
-        all.push(address(ip, family));
-        all.extend(allowed.iter().map(|interface| allow(tool, ip, interface)));
-        all.push(guard(tool, ip));
+    steps
+}
+
+fn teardown(families: &[Family]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for family in families.iter().rev() {
+        let firewall = family.firewall;
+        steps.push(Step {
+            command: family.jump("-D"),
+            when: When::Present(family.jump("-C")),
+        });
+        steps.push(Step {
+            command: family.old_guard("-D"),
+            when: When::Present(family.old_guard("-C")),
+        });
+        steps.push(step(
+            &[firewall, "-F", CHAIN],
+            When::Present(family.chain_exists()),
+        ));
+        steps.push(step(
+            &[firewall, "-X", CHAIN],
+            When::Present(family.chain_exists()),
+        ));
+        steps.push(step(
+            &[
+                "ip",
+                family.ip_family,
+                "addr",
+                "del",
+                family.address,
+                "dev",
+                "lo",
+            ],
+            When::Present(family.on_loopback()),
+        ));
     }
-    all
+    steps
 }
 
 fn shown(command: &[String]) -> String {
     command.join(" ")
 }
 
-/// Whether `check` says the change is in place (`ip addr show … to` prints
-/// nothing when the address is absent; the firewall's `-C` fails).
-fn in_place(check: &[String]) -> Result<bool, String> {
+/// Whether `check` says the thing is there (`ip addr show … to` prints
+/// nothing when the address is absent; the firewall's `-C` and `-S` fail).
+fn present(check: &[String]) -> Result<bool, String> {
     let output = Command::new(&check[0])
         .args(&check[1..])
         .output()
@@ -147,14 +322,29 @@ fn run(command: &[String]) -> Result<(), String> {
     }
 }
 
-fn print(changes: &[Change]) {
+fn apply(steps: &[Step]) -> Result<(), String> {
+    for step in steps {
+        let due = match &step.when {
+            When::Always => true,
+            When::Present(check) => present(check)?,
+            When::Absent(check) => !present(check)?,
+        };
+        if due {
+            run(&step.command)?;
+            println!("done: {}", shown(&step.command));
+        }
+    }
+    Ok(())
+}
+
+fn print(families: &[Family], allowed: &[String]) {
     println!("# setup");
-    for change in changes {
-        println!("{}", shown(&change.add));
+    for step in setup(families, allowed) {
+        println!("{}", shown(&step.command));
     }
     println!("# teardown");
-    for change in changes.iter().rev() {
-        println!("{}", shown(&change.remove));
+    for step in teardown(families) {
+        println!("{}", shown(&step.command));
     }
     println!("# macOS has no firewall step here: sudo ifconfig lo0 alias 169.254.169.254");
 }
@@ -168,39 +358,13 @@ fn require_root() -> Result<(), String> {
     }
 }
 
-fn setup(changes: &[Change]) -> Result<(), String> {
-    require_root()?;
-    for change in changes {
-        if in_place(&change.check)? {
-            println!("in place: {}", shown(&change.add));
-        } else {
-            run(&change.add)?;
-            println!("done: {}", shown(&change.add));
-        }
-    }
-    Ok(())
-}
-
-fn teardown(changes: &[Change]) -> Result<(), String> {
-    require_root()?;
-    for change in changes.iter().rev() {
-        if in_place(&change.check)? {
-            run(&change.remove)?;
-            println!("done: {}", shown(&change.remove));
-        } else {
-            println!("not present: {}", shown(&change.add));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{changes, interface_name, shown};
+    use super::{families, interface_name, matches_interface, setup, shown, teardown};
 
     #[test]
     fn interface_names_are_checked_before_any_firewall_sees_them() {
-        for good in ["cni0", "cali+", "eni+", "br-1a2b.10", "veth@if3"] {
+        for good in ["cni0", "cali+", "eni+", "br-1a2b.10"] {
             assert_eq!(interface_name(good).as_deref(), Ok(good));
         }
         for bad in [
@@ -210,7 +374,9 @@ mod tests {
             "--flush",
             "eth 0",
             "a/b",
-            "sixteen-letters!",
+            ".",
+            "..",
+            "veth@if3",
             "abcdefghijklmnop",
         ] {
             assert!(interface_name(bad).is_err(), "{bad:?} accepted");
@@ -218,20 +384,41 @@ mod tests {
     }
 
     #[test]
-    fn an_allowed_interface_is_inserted_above_the_guard_and_removed_before_it() {
-        let all = changes(false, &["cni0".to_owned()]);
-        let added: Vec<String> = all.iter().map(|c| shown(&c.add)).collect();
+    fn patterns_match_as_iptables_does() {
+        assert!(matches_interface("eth0", "eth0"));
+        assert!(!matches_interface("eth0", "eth01"));
+        assert!(matches_interface("e+", "eth0"));
+        assert!(!matches_interface("cni+", "eth0"));
+    }
+
+    #[test]
+    fn the_guard_is_a_chain_of_its_own_that_allowed_interfaces_return_from() {
+        let commands = |steps: Vec<super::Step>| -> Vec<String> {
+            steps.iter().map(|s| shown(&s.command)).collect()
+        };
         assert_eq!(
-            added,
+            commands(setup(&families(false), &["cni0".to_owned()])),
             [
-                "ip addr add 169.254.169.254/32 dev lo",
-                "iptables -I INPUT -d 169.254.169.254/32 -i cni0 -j ACCEPT",
-                "iptables -A INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
+                "ip -4 addr add 169.254.169.254/32 dev lo",
+                "iptables -N ERSATZ-GUARD",
+                "iptables -F ERSATZ-GUARD",
+                "iptables -A ERSATZ-GUARD -i lo -j RETURN",
+                "iptables -A ERSATZ-GUARD -i cni0 -j RETURN",
+                "iptables -A ERSATZ-GUARD -j DROP",
+                "iptables -I INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD",
+                "iptables -D INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
             ]
         );
+        // Teardown needs no interfaces: the chain goes whole.
         assert_eq!(
-            shown(&all[1].remove),
-            "iptables -D INPUT -d 169.254.169.254/32 -i cni0 -j ACCEPT"
+            commands(teardown(&families(false))),
+            [
+                "iptables -D INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD",
+                "iptables -D INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
+                "iptables -F ERSATZ-GUARD",
+                "iptables -X ERSATZ-GUARD",
+                "ip -4 addr del 169.254.169.254/32 dev lo",
+            ]
         );
     }
 }
