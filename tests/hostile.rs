@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ersatz, send, send_body, Ersatz};
+use common::{ersatz, send, send_body, Ersatz, TWO_ROLES};
 use http::{Method, StatusCode};
 
 /// One request written byte for byte on a new connection (`Connection:
@@ -214,26 +214,6 @@ async fn a_panicking_handler_answers_500_and_later_requests_are_served() {
         assert_eq!(served.status, StatusCode::OK, "round {round}");
     }
 }
-
-const TWO_ROLES: &str = r#"
-default_role = "alpha"
-
-[sources.a]
-type = "static"
-access_key_id = "AKIAALPHAALPHAALPHA0"
-secret_access_key = "alpha-secret"
-
-[sources.b]
-type = "static"
-access_key_id = "AKIABETABETABETABETA"
-secret_access_key = "beta-secret"
-
-[roles.alpha]
-source = "a"
-
-[roles.beta]
-source = "b"
-"#;
 
 #[tokio::test]
 async fn a_container_token_serves_only_its_own_role() {

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::netns::{root_or_skip, unique, Namespace};
-use common::{ersatz, metric, python, run_python, send_body, Ersatz};
+use common::{ersatz, metric, python, run_python, send_body, Ersatz, TWO_ROLES};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -771,25 +771,8 @@ struct Fleet {
     bridge: String,
 }
 
-const FLEET_ROLES: &str = r#"
-default_role = "alpha"
-
-[sources.a]
-type = "static"
-access_key_id = "AKIAALPHAALPHAALPHA0"
-secret_access_key = "alpha-secret"
-
-[sources.b]
-type = "static"
-access_key_id = "AKIABETABETABETABETA"
-secret_access_key = "beta-secret"
-
-[roles.alpha]
-source = "a"
-
-[roles.beta]
-source = "b"
-
+/// Each pod its role; the far pod shares beta's.
+const FLEET_CLIENTS: &str = r#"
 [[clients]]
 cidr = "10.200.0.2"
 role = "alpha"
@@ -802,7 +785,6 @@ role = "beta"
 cidr = "10.201.0.2"
 role = "beta"
 "#;
-
 impl Fleet {
     fn build() -> Self {
         let node = Namespace::create("node");
@@ -853,7 +835,8 @@ impl Fleet {
 
     /// ersatz on the node's 169.254.169.254:80 with this hop limit and v1 policy.
     fn serve(&self, hop_limit: u8, v1: &str) -> Ersatz {
-        let toml = format!("{FLEET_ROLES}\n[imds]\nhop_limit = {hop_limit}\nv1 = \"{v1}\"\n");
+        let toml =
+            format!("{TWO_ROLES}{FLEET_CLIENTS}\n[imds]\nhop_limit = {hop_limit}\nv1 = \"{v1}\"\n");
         Ersatz::builder()
             .namespace(&self.node.0)
             .listen("169.254.169.254", 80)

@@ -20,6 +20,27 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ersatz");
 
+/// Two roles from static keys, `alpha` (the default) and `beta`.
+pub const TWO_ROLES: &str = r#"
+default_role = "alpha"
+
+[sources.a]
+type = "static"
+access_key_id = "AKIAALPHAALPHAALPHA0"
+secret_access_key = "alpha-secret"
+
+[sources.b]
+type = "static"
+access_key_id = "AKIABETABETABETABETA"
+secret_access_key = "beta-secret"
+
+[roles.alpha]
+source = "a"
+
+[roles.beta]
+source = "b"
+"#;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -195,20 +195,26 @@ impl Family {
         ])
     }
 
-    /// The guard before this chain existed; setup and teardown remove it.
-    fn old_guard(&self, verb: &'static str) -> Vec<String> {
-        words(&[
-            self.firewall,
-            verb,
-            "INPUT",
-            "-d",
-            self.address,
-            "!",
-            "-i",
-            "lo",
-            "-j",
-            "DROP",
-        ])
+    /// Removes the guard of earlier versions, one rule in `INPUT`, if there.
+    fn remove_old_guard(&self) -> Step {
+        let rule = |verb| {
+            words(&[
+                self.firewall,
+                verb,
+                "INPUT",
+                "-d",
+                self.address,
+                "!",
+                "-i",
+                "lo",
+                "-j",
+                "DROP",
+            ])
+        };
+        Step {
+            command: rule("-D"),
+            when: When::Present(rule("-C")),
+        }
     }
 
     fn chain_exists(&self) -> Vec<String> {
@@ -248,10 +254,7 @@ fn setup(families: &[Family], allowed: &[String]) -> Vec<Step> {
             command: family.jump("-I"),
             when: When::Absent(family.jump("-C")),
         });
-        steps.push(Step {
-            command: family.old_guard("-D"),
-            when: When::Present(family.old_guard("-C")),
-        });
+        steps.push(family.remove_old_guard());
     }
     steps
 }
@@ -264,10 +267,7 @@ fn teardown(families: &[Family]) -> Vec<Step> {
             command: family.jump("-D"),
             when: When::Present(family.jump("-C")),
         });
-        steps.push(Step {
-            command: family.old_guard("-D"),
-            when: When::Present(family.old_guard("-C")),
-        });
+        steps.push(family.remove_old_guard());
         steps.push(step(
             &[firewall, "-F", CHAIN],
             When::Present(family.chain_exists()),
@@ -296,21 +296,22 @@ fn shown(command: &[String]) -> String {
     command.join(" ")
 }
 
+fn output(command: &[String]) -> Result<std::process::Output, String> {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e} (is it installed?)", command[0]))
+}
+
 /// Whether `check` says the thing is there (`ip addr show … to` prints
 /// nothing when the address is absent; the firewall's `-C` and `-S` fail).
 fn present(check: &[String]) -> Result<bool, String> {
-    let output = Command::new(&check[0])
-        .args(&check[1..])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e} (is it installed?)", check[0]))?;
+    let output = output(check)?;
     Ok(output.status.success() && (check[0] != "ip" || !output.stdout.is_empty()))
 }
 
 fn run(command: &[String]) -> Result<(), String> {
-    let output = Command::new(&command[0])
-        .args(&command[1..])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e} (is it installed?)", command[0]))?;
+    let output = output(command)?;
     if output.status.success() {
         Ok(())
     } else {
