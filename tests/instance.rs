@@ -788,6 +788,59 @@ async fn the_real_link_local_address_in_a_network_namespace() {
     assert_eq!(got["method"], "iam-role");
     assert_eq!(got["key"], "ASIAERSATZFAKEKEY000");
 
+    // Setup again, with an interface: the chain is replaced, not added
+    // to, and a guard rule of earlier versions goes.
+    let iptables = |args: &[&str]| {
+        let out = ns.run("iptables", args, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    iptables(&[
+        "-A",
+        "INPUT",
+        "-d",
+        "169.254.169.254/32",
+        "!",
+        "-i",
+        "lo",
+        "-j",
+        "DROP",
+    ]);
+    let again = ns.run(
+        common::BIN,
+        &["net", "setup", "--allow-interface", "cni0"],
+        &[],
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let rules = String::from_utf8_lossy(&ns.run("iptables", &["-S"], &[]).stdout).into_owned();
+    assert!(
+        rules.contains("-A ERSATZ-GUARD -i cni0 -j RETURN"),
+        "{rules}"
+    );
+    assert!(!rules.contains("! -i lo -j DROP"), "{rules}");
+    assert_eq!(
+        rules.matches("-A ERSATZ-GUARD -j DROP").count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(rules.matches("-j ERSATZ-GUARD").count(), 1, "{rules}");
+    // A second jump (two setups at once) does not stop teardown.
+    iptables(&[
+        "-I",
+        "INPUT",
+        "-d",
+        "169.254.169.254/32",
+        "-j",
+        "ERSATZ-GUARD",
+    ]);
+
     // Teardown removes every rule and address setup added.
     let teardown = ns.run(common::BIN, &["net", "teardown"], &[]);
     assert!(

@@ -51,8 +51,9 @@ pub struct Imds {
     /// Fault rules; they outlive a reload's new `Imds`, as the journal does.
     pub faults: Arc<Faults>,
     pub journal: Arc<Journal>,
-    /// Requests held unanswered now (hangs, token PUTs beyond the hop limit).
-    pub held: AtomicUsize,
+    /// Requests held unanswered now (hangs, token PUTs beyond the hop
+    /// limit), shared with the service's next versions.
+    pub held: Arc<AtomicUsize>,
     /// How many may be held at once; past that they close at once.
     pub max_held: usize,
 }
@@ -78,8 +79,12 @@ impl Handler for Imds {
             self.journal.note_v1_process(peer, local);
         }
         // A token PUT's answer travels only as far as the hop limit lets it.
-        let reach = (route == Route::Token && method == Method::PUT)
-            .then(|| token_ttl(self.hop_limit.0, is_host_address(peer.ip())));
+        let reach = (route == Route::Token && method == Method::PUT).then(|| {
+            token_ttl(
+                self.hop_limit.0,
+                peer.ip() == local.ip() || is_host_address(peer.ip()),
+            )
+        });
         let faults = self.faults.check(route, &method, path, peer.ip());
         let mut fault = faults.as_ref().map(|applied| applied.rules.join(","));
         let mut response = match (faults, reach) {

@@ -100,49 +100,71 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
 /// included. A client there is a process on the host, however it addressed
 /// ersatz (the link-local address, an interface's, or redirected by the
 /// firewall). The rest of 127.0.0.0/8 is on no interface: tests use it to
-/// stand for other hosts.
+/// stand for other hosts. IPv6 link-local addresses (`fe80::/10`) never
+/// count: one is unique only on its own link, and a pod may take the one
+/// the host has on another.
 pub fn is_host_address(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip == IpAddr::from([127, 0, 0, 1])
         || ip == IpAddr::from(Ipv6Addr::LOCALHOST)
-        || HOST_ADDRESSES.lock().current().contains(&ip)
+        || host_addresses().addresses.contains(&ip)
 }
 
-/// The interfaces' addresses, read again at most once a second: interfaces
-/// and their addresses come and go while ersatz runs.
+/// The interfaces' addresses as last read, and when.
 struct HostAddresses {
-    read_at: Option<std::time::Instant>,
-    addresses: Vec<IpAddr>,
+    read_at: std::time::Instant,
+    addresses: std::collections::HashSet<IpAddr>,
 }
 
-static HOST_ADDRESSES: parking_lot::Mutex<HostAddresses> = parking_lot::Mutex::new(HostAddresses {
-    read_at: None,
-    addresses: Vec::new(),
-});
+static HOST_ADDRESSES: arc_swap::ArcSwapOption<HostAddresses> =
+    arc_swap::ArcSwapOption::const_empty();
+static READING_HOST_ADDRESSES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
-impl HostAddresses {
-    fn current(&mut self) -> &[IpAddr] {
-        let fresh = self
-            .read_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
-        if !fresh {
-            self.addresses = interface_addresses();
-            self.read_at = Some(std::time::Instant::now());
+/// The host's addresses, read again at most once a second (interfaces come
+/// and go) by one caller at a time, while the others use the last reading:
+/// no caller waits on a lock.
+fn host_addresses() -> Arc<HostAddresses> {
+    let cell = &HOST_ADDRESSES;
+    let last = cell.load_full();
+    let fresh = last
+        .as_ref()
+        .is_some_and(|last| last.read_at.elapsed() < Duration::from_secs(1));
+    if !fresh
+        && READING_HOST_ADDRESSES
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    {
+        // A failed read (out of descriptors, say) keeps the last one.
+        if let Some(addresses) = interface_addresses() {
+            cell.store(Some(Arc::new(HostAddresses {
+                read_at: std::time::Instant::now(),
+                addresses,
+            })));
         }
-        &self.addresses
+        READING_HOST_ADDRESSES.store(false, Ordering::Release);
+        if let Some(read) = cell.load_full() {
+            return read;
+        }
     }
+    last.unwrap_or_else(|| {
+        Arc::new(HostAddresses {
+            read_at: std::time::Instant::now(),
+            addresses: Default::default(),
+        })
+    })
 }
 
-/// Every IPv4 and IPv6 address of this namespace's interfaces (none when
-/// the system will not say).
-fn interface_addresses() -> Vec<IpAddr> {
+/// Every IPv4 and IPv6 address of this namespace's interfaces but IPv6
+/// link-local ones; `None` when the system will not say.
+fn interface_addresses() -> Option<std::collections::HashSet<IpAddr>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: on success getifaddrs points `list` at a list it allocated,
     // freed below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Vec::new();
+        return None;
     }
-    let mut addresses = Vec::new();
+    let mut addresses = std::collections::HashSet::new();
     let mut cursor = list;
     while !cursor.is_null() {
         // SAFETY: a node of the list, valid until freeifaddrs.
@@ -154,7 +176,7 @@ fn interface_addresses() -> Vec<IpAddr> {
                 match i32::from((*entry.ifa_addr).sa_family) {
                     libc::AF_INET => {
                         let v4 = &*entry.ifa_addr.cast::<libc::sockaddr_in>();
-                        Some(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+                        Some(IpAddr::from(v4.sin_addr.s_addr.to_ne_bytes()))
                     }
                     libc::AF_INET6 => {
                         let v6 = &*entry.ifa_addr.cast::<libc::sockaddr_in6>();
@@ -163,13 +185,15 @@ fn interface_addresses() -> Vec<IpAddr> {
                     _ => None,
                 }
             };
-            addresses.extend(address);
+            let link_local_v6 =
+                |ip: &IpAddr| matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+            addresses.extend(address.filter(|ip| !link_local_v6(ip)));
         }
         cursor = entry.ifa_next;
     }
     // SAFETY: the list getifaddrs returned, freed once.
     unsafe { libc::freeifaddrs(list) };
-    addresses
+    Some(addresses)
 }
 
 /// One open connection of a client; counted down when dropped.
@@ -583,11 +607,15 @@ mod tests {
         // Documentation addresses (RFC 5737, 3849) are on no interface.
         assert!(!is_host_address(ip("192.0.2.1")));
         assert!(!is_host_address(ip("2001:db8::1")));
-        let addresses = interface_addresses();
-        assert!(addresses.contains(&ip("127.0.0.1")), "{addresses:?}");
-        for address in addresses {
-            assert!(is_host_address(address), "{address}");
+        let addresses = interface_addresses().expect("getifaddrs answers");
+        for address in &addresses {
+            assert!(is_host_address(*address), "{address}");
         }
+        // IPv6 link-local addresses never count, even the host's own.
+        assert!(addresses
+            .iter()
+            .all(|a| !matches!(a, IpAddr::V6(v6) if v6.segments()[0] == 0xfe80)));
+        assert!(!is_host_address(ip("fe80::1")));
     }
 
     use super::*;

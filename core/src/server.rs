@@ -1,5 +1,6 @@
 //! Builds the services from a configuration and runs them until a signal.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,8 @@ pub struct App {
     /// Fault rules: the configuration's, and those added at run time.
     pub faults: Arc<Faults>,
     pub journal: Arc<Journal>,
+    /// Requests held unanswered now, by every version of the service.
+    held: Arc<AtomicUsize>,
 }
 
 /// The keys a process keeps for its whole life, whatever reloads happen:
@@ -144,8 +147,10 @@ impl App {
         let ecs_tokens = Arc::new(ContainerTokens::new());
         let faults = Arc::new(Faults::new(fault_rules(loaded)?));
         let journal = Arc::new(Journal::new(config.journal.capacity));
+        let held = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
             journal: journal.clone(),
+            held: held.clone(),
             roles: roles.clone(),
             ecs_tokens: ecs_tokens.clone(),
             faults: faults.clone(),
@@ -181,6 +186,7 @@ impl App {
             admin_access,
             faults,
             journal,
+            held,
         };
         Ok((app, admin))
     }
@@ -224,6 +230,7 @@ impl App {
             ecs_tokens: self.ecs_tokens.clone(),
             faults: self.faults.clone(),
             journal: self.journal.clone(),
+            held: self.held.clone(),
             sessions: self.keys.sessions.clone(),
             signing_key: self.keys.signing_key(loaded)?,
             writes: self.keys.writes,
@@ -242,6 +249,8 @@ struct Shared {
     ecs_tokens: Arc<ContainerTokens>,
     faults: Arc<Faults>,
     journal: Arc<Journal>,
+    /// Held requests count against one bound across reloads.
+    held: Arc<AtomicUsize>,
     sessions: Arc<Sessions>,
     signing_key: Arc<SigningKey>,
     /// Whether the access log may be created (not by `config check`).
@@ -500,7 +509,7 @@ async fn build_imds(
         plugins,
         faults: shared.faults,
         journal: shared.journal,
-        held: std::sync::atomic::AtomicUsize::new(0),
+        held: shared.held,
         // A quarter of the connections at most: the rest stay for answers.
         max_held: (config.server.max_connections / 4).max(1),
     })

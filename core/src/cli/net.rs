@@ -94,7 +94,8 @@ fn matches_interface(allowed: &str, interface: &str) -> bool {
 fn refuse_uplinks(allowed: &[String]) -> Result<(), String> {
     for family in ["-4", "-6"] {
         let Ok(output) = Command::new("ip")
-            .args([family, "route", "show", "default"])
+            // Every table: policy routing keeps default routes elsewhere.
+            .args([family, "route", "show", "table", "all", "default"])
             .output()
         else {
             continue;
@@ -123,6 +124,8 @@ const CHAIN: &str = "ERSATZ-GUARD";
 struct Family {
     /// `iptables` or `ip6tables`.
     firewall: &'static str,
+    /// Its `-restore`, which replaces the chain's rules in one step.
+    restore: &'static str,
     /// The address, with its prefix length.
     address: &'static str,
     /// `ip`'s option for the family.
@@ -132,12 +135,14 @@ struct Family {
 fn families(ipv6: bool) -> Vec<Family> {
     let mut all = vec![Family {
         firewall: "iptables",
+        restore: "iptables-restore",
         address: "169.254.169.254/32",
         ip_family: "-4",
     }];
     if ipv6 {
         all.push(Family {
             firewall: "ip6tables",
+            restore: "ip6tables-restore",
             address: "fd00:ec2::254/128",
             ip_family: "-6",
         });
@@ -145,10 +150,12 @@ fn families(ipv6: bool) -> Vec<Family> {
     all
 }
 
-/// A command, and when it runs: always, or only when a check succeeds
-/// (the thing is there) or fails (it is not).
+/// A command (with what it reads, if anything), and when it runs: always,
+/// only when a check succeeds (the thing is there) or fails (it is not), or
+/// again and again while a check succeeds.
 struct Step {
     command: Vec<String>,
+    input: Option<String>,
     when: When,
 }
 
@@ -156,6 +163,7 @@ enum When {
     Always,
     Present(Vec<String>),
     Absent(Vec<String>),
+    WhilePresent(Vec<String>),
 }
 
 fn words(parts: &[&str]) -> Vec<String> {
@@ -165,6 +173,7 @@ fn words(parts: &[&str]) -> Vec<String> {
 fn step(command: &[&str], when: When) -> Step {
     Step {
         command: words(command),
+        input: None,
         when,
     }
 }
@@ -213,6 +222,7 @@ impl Family {
         };
         Step {
             command: rule("-D"),
+            input: None,
             when: When::Present(rule("-C")),
         }
     }
@@ -222,10 +232,28 @@ impl Family {
     }
 }
 
+/// The guard first, then the address, so the address is never unguarded.
 fn setup(families: &[Family], allowed: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
     for family in families {
-        let firewall = family.firewall;
+        // Created or emptied and filled in one step: no moment in which
+        // the chain lets everything through.
+        let mut rules = format!("*filter\n:{CHAIN} - [0:0]\n");
+        for interface in std::iter::once("lo").chain(allowed.iter().map(String::as_str)) {
+            rules.push_str(&format!("-A {CHAIN} -i {interface} -j RETURN\n"));
+        }
+        rules.push_str(&format!("-A {CHAIN} -j DROP\nCOMMIT\n"));
+        steps.push(Step {
+            command: words(&[family.restore, "--noflush"]),
+            input: Some(rules),
+            when: When::Always,
+        });
+        steps.push(Step {
+            command: family.jump("-I"),
+            input: None,
+            when: When::Absent(family.jump("-C")),
+        });
+        steps.push(family.remove_old_guard());
         steps.push(step(
             &[
                 "ip",
@@ -238,44 +266,15 @@ fn setup(families: &[Family], allowed: &[String]) -> Vec<Step> {
             ],
             When::Absent(family.on_loopback()),
         ));
-        steps.push(step(
-            &[firewall, "-N", CHAIN],
-            When::Absent(family.chain_exists()),
-        ));
-        steps.push(step(&[firewall, "-F", CHAIN], When::Always));
-        for interface in std::iter::once("lo").chain(allowed.iter().map(String::as_str)) {
-            steps.push(step(
-                &[firewall, "-A", CHAIN, "-i", interface, "-j", "RETURN"],
-                When::Always,
-            ));
-        }
-        steps.push(step(&[firewall, "-A", CHAIN, "-j", "DROP"], When::Always));
-        steps.push(Step {
-            command: family.jump("-I"),
-            when: When::Absent(family.jump("-C")),
-        });
-        steps.push(family.remove_old_guard());
     }
     steps
 }
 
+/// The address first, then the guard: never an address without one.
 fn teardown(families: &[Family]) -> Vec<Step> {
     let mut steps = Vec::new();
-    for family in families.iter().rev() {
+    for family in families {
         let firewall = family.firewall;
-        steps.push(Step {
-            command: family.jump("-D"),
-            when: When::Present(family.jump("-C")),
-        });
-        steps.push(family.remove_old_guard());
-        steps.push(step(
-            &[firewall, "-F", CHAIN],
-            When::Present(family.chain_exists()),
-        ));
-        steps.push(step(
-            &[firewall, "-X", CHAIN],
-            When::Present(family.chain_exists()),
-        ));
         steps.push(step(
             &[
                 "ip",
@@ -288,6 +287,21 @@ fn teardown(families: &[Family]) -> Vec<Step> {
             ],
             When::Present(family.on_loopback()),
         ));
+        // Every jump, should setup have run twice at once.
+        steps.push(Step {
+            command: family.jump("-D"),
+            input: None,
+            when: When::WhilePresent(family.jump("-C")),
+        });
+        steps.push(family.remove_old_guard());
+        steps.push(step(
+            &[firewall, "-F", CHAIN],
+            When::Present(family.chain_exists()),
+        ));
+        steps.push(step(
+            &[firewall, "-X", CHAIN],
+            When::Present(family.chain_exists()),
+        ));
     }
     steps
 }
@@ -296,22 +310,36 @@ fn shown(command: &[String]) -> String {
     command.join(" ")
 }
 
-fn output(command: &[String]) -> Result<std::process::Output, String> {
-    Command::new(&command[0])
+fn output(command: &[String], input: Option<&str>) -> Result<std::process::Output, String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let cannot = |e: std::io::Error| format!("cannot run {}: {e} (is it installed?)", command[0]);
+    let mut child = Command::new(&command[0])
         .args(&command[1..])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e} (is it installed?)", command[0]))
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(cannot)?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input.as_bytes()).map_err(cannot)?;
+    }
+    child.wait_with_output().map_err(cannot)
 }
 
 /// Whether `check` says the thing is there (`ip addr show … to` prints
 /// nothing when the address is absent; the firewall's `-C` and `-S` fail).
 fn present(check: &[String]) -> Result<bool, String> {
-    let output = output(check)?;
+    let output = output(check, None)?;
     Ok(output.status.success() && (check[0] != "ip" || !output.stdout.is_empty()))
 }
 
-fn run(command: &[String]) -> Result<(), String> {
-    let output = output(command)?;
+fn run(command: &[String], input: Option<&str>) -> Result<(), String> {
+    let output = output(command, input)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -323,30 +351,69 @@ fn run(command: &[String]) -> Result<(), String> {
     }
 }
 
+/// Runs what is due, having first checked that every tool is there, so
+/// that a missing one changes nothing.
 fn apply(steps: &[Step]) -> Result<(), String> {
+    let mut tools: Vec<&str> = steps.iter().map(|s| s.command[0].as_str()).collect();
+    tools.sort_unstable();
+    tools.dedup();
+    for tool in tools {
+        output(&words(&[tool, "-V"]), None)
+            .map_err(|e| format!("{e}; nothing was changed (--no-ipv6 leaves ip6tables alone)"))?;
+    }
     for step in steps {
-        let due = match &step.when {
-            When::Always => true,
-            When::Present(check) => present(check)?,
-            When::Absent(check) => !present(check)?,
-        };
-        if due {
-            run(&step.command)?;
+        loop {
+            let due = match &step.when {
+                When::Always => true,
+                When::Present(check) | When::WhilePresent(check) => present(check)?,
+                When::Absent(check) => !present(check)?,
+            };
+            if !due {
+                break;
+            }
+            run(&step.command, step.input.as_deref())?;
             println!("done: {}", shown(&step.command));
+            if !matches!(step.when, When::WhilePresent(_)) {
+                break;
+            }
         }
     }
     Ok(())
 }
 
+/// A check as a shell test: `ip addr show` succeeds either way, and tells
+/// by printing the address or nothing (see [`present`]).
+fn as_test(check: &[String]) -> String {
+    if check[0] == "ip" {
+        format!("[ -n \"$({})\" ]", shown(check))
+    } else {
+        shown(check)
+    }
+}
+
+/// The steps as a shell would run them, each with its condition.
 fn print(families: &[Family], allowed: &[String]) {
+    let show = |steps: Vec<Step>| {
+        for step in steps {
+            let command = shown(&step.command);
+            let command = match &step.input {
+                Some(input) => format!("{command} <<'EOF'\n{input}EOF"),
+                None => command,
+            };
+            match &step.when {
+                When::Always => println!("{command}"),
+                When::Present(check) => println!("{} && {command}", as_test(check)),
+                When::Absent(check) => println!("{} || {command}", as_test(check)),
+                When::WhilePresent(check) => {
+                    println!("while {}; do {command}; done", as_test(check))
+                }
+            }
+        }
+    };
     println!("# setup");
-    for step in setup(families, allowed) {
-        println!("{}", shown(&step.command));
-    }
+    show(setup(families, allowed));
     println!("# teardown");
-    for step in teardown(families) {
-        println!("{}", shown(&step.command));
-    }
+    show(teardown(families));
     println!("# macOS has no firewall step here: sudo ifconfig lo0 alias 169.254.169.254");
 }
 
@@ -397,28 +464,35 @@ mod tests {
         let commands = |steps: Vec<super::Step>| -> Vec<String> {
             steps.iter().map(|s| shown(&s.command)).collect()
         };
+        let setup = setup(&families(false), &["cni0".to_owned()]);
+        // The guard before the address: never an address without one.
         assert_eq!(
-            commands(setup(&families(false), &["cni0".to_owned()])),
+            commands(setup),
             [
-                "ip -4 addr add 169.254.169.254/32 dev lo",
-                "iptables -N ERSATZ-GUARD",
-                "iptables -F ERSATZ-GUARD",
-                "iptables -A ERSATZ-GUARD -i lo -j RETURN",
-                "iptables -A ERSATZ-GUARD -i cni0 -j RETURN",
-                "iptables -A ERSATZ-GUARD -j DROP",
+                "iptables-restore --noflush",
                 "iptables -I INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD",
                 "iptables -D INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
+                "ip -4 addr add 169.254.169.254/32 dev lo",
             ]
         );
-        // Teardown needs no interfaces: the chain goes whole.
+        // The chain is replaced in one step, loopback and cni0 returning.
+        let rules = super::setup(&families(false), &["cni0".to_owned()])[0]
+            .input
+            .clone()
+            .unwrap();
+        assert_eq!(
+            rules,
+            "*filter\n:ERSATZ-GUARD - [0:0]\n-A ERSATZ-GUARD -i lo -j RETURN\n-A ERSATZ-GUARD -i cni0 -j RETURN\n-A ERSATZ-GUARD -j DROP\nCOMMIT\n"
+        );
+        // Teardown needs no interfaces: the address first, then the chain whole.
         assert_eq!(
             commands(teardown(&families(false))),
             [
+                "ip -4 addr del 169.254.169.254/32 dev lo",
                 "iptables -D INPUT -d 169.254.169.254/32 -j ERSATZ-GUARD",
                 "iptables -D INPUT -d 169.254.169.254/32 ! -i lo -j DROP",
                 "iptables -F ERSATZ-GUARD",
                 "iptables -X ERSATZ-GUARD",
-                "ip -4 addr del 169.254.169.254/32 dev lo",
             ]
         );
     }

@@ -376,7 +376,8 @@ impl Journal {
 
     /// Ends every follower's stream (the server is stopping).
     pub fn stop_following(&self) {
-        let _ = self.stopping.send(true);
+        // Kept even with no receiver yet: a hold that starts later sees it.
+        self.stopping.send_replace(true);
     }
 
     /// Resolves once the server has begun to stop.
