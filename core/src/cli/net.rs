@@ -179,17 +179,14 @@ fn step(command: &[&str], when: When) -> Step {
 }
 
 impl Family {
-    fn on_loopback(&self) -> Vec<String> {
-        words(&[
-            "ip",
-            self.ip_family,
-            "addr",
-            "show",
-            "dev",
-            "lo",
-            "to",
-            self.address,
-        ])
+    /// The address on loopback: `show` asks whether it is there (it prints
+    /// it, or nothing), `add` and `del` change it.
+    fn on_loopback(&self, verb: &'static str) -> Vec<String> {
+        let (ip, family, address) = ("ip", self.ip_family, self.address);
+        match verb {
+            "show" => words(&[ip, family, "addr", "show", "dev", "lo", "to", address]),
+            _ => words(&[ip, family, "addr", verb, address, "dev", "lo"]),
+        }
     }
 
     fn jump(&self, verb: &'static str) -> Vec<String> {
@@ -254,18 +251,11 @@ fn setup(families: &[Family], allowed: &[String]) -> Vec<Step> {
             when: When::Absent(family.jump("-C")),
         });
         steps.push(family.remove_old_guard());
-        steps.push(step(
-            &[
-                "ip",
-                family.ip_family,
-                "addr",
-                "add",
-                family.address,
-                "dev",
-                "lo",
-            ],
-            When::Absent(family.on_loopback()),
-        ));
+        steps.push(Step {
+            command: family.on_loopback("add"),
+            input: None,
+            when: When::Absent(family.on_loopback("show")),
+        });
     }
     steps
 }
@@ -275,18 +265,11 @@ fn teardown(families: &[Family]) -> Vec<Step> {
     let mut steps = Vec::new();
     for family in families {
         let firewall = family.firewall;
-        steps.push(step(
-            &[
-                "ip",
-                family.ip_family,
-                "addr",
-                "del",
-                family.address,
-                "dev",
-                "lo",
-            ],
-            When::Present(family.on_loopback()),
-        ));
+        steps.push(Step {
+            command: family.on_loopback("del"),
+            input: None,
+            when: When::Present(family.on_loopback("show")),
+        });
         // Every jump, should setup have run twice at once.
         steps.push(Step {
             command: family.jump("-D"),
