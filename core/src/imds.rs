@@ -22,7 +22,7 @@ use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{is_host_address, CloseUnanswered, Handler, HopLimit};
+use crate::listener::{client_on_host, CloseUnanswered, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
 use crate::provider::iam::ClientRoles;
@@ -79,12 +79,8 @@ impl Handler for Imds {
             self.journal.note_v1_process(peer, local);
         }
         // A token PUT's answer travels only as far as the hop limit lets it.
-        let reach = (route == Route::Token && method == Method::PUT).then(|| {
-            token_ttl(
-                self.hop_limit.0,
-                peer.ip() == local.ip() || is_host_address(peer.ip()),
-            )
-        });
+        let reach = (route == Route::Token && method == Method::PUT)
+            .then(|| token_ttl(self.hop_limit.0, client_on_host(peer.ip(), local.ip())));
         let faults = self.faults.check(route, &method, path, peer.ip());
         let mut fault = faults.as_ref().map(|applied| applied.rules.join(","));
         let mut response = match (faults, reach) {

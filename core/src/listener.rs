@@ -110,6 +110,13 @@ pub fn is_host_address(ip: IpAddr) -> bool {
         || host_addresses().addresses.contains(&ip)
 }
 
+/// Whether the client at `peer`, connected to `local`, is a process on this
+/// host: it spoke from the very address it reached, or from another of the
+/// host's (one of them already read, the other not yet, say).
+pub fn client_on_host(peer: IpAddr, local: IpAddr) -> bool {
+    peer.to_canonical() == local.to_canonical() || is_host_address(peer)
+}
+
 /// The interfaces' addresses as last read, and when.
 struct HostAddresses {
     read_at: std::time::Instant,

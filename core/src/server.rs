@@ -592,7 +592,7 @@ impl Running {
     /// request in flight.
     pub fn stop_now(&self) {
         let _ = self.stop.send(true);
-        self.reloader.app().journal.stop_following();
+        self.reloader.app().journal.stop();
     }
 
     /// Stops accepting, then gives requests in flight [`DRAIN_DEADLINE`] to
@@ -600,7 +600,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         // Streams of the journal would otherwise hold their connections open.
-        self.reloader.app().journal.stop_following();
+        self.reloader.app().journal.stop();
         for task in self.tasks {
             let _ = task.await;
         }

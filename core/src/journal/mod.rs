@@ -166,7 +166,7 @@ pub struct Journal {
     followers: AtomicUsize,
     stopping: watch::Sender<bool>,
     audit: parking_lot::Mutex<BTreeMap<IpAddr, AuditRow>>,
-    /// Loopback peers already looked up, and the walk of `/proc` that
+    /// Peers on this host already looked up, and the walk of `/proc` that
     /// finds them (one at a time: concurrent lookups share one walk).
     looked_up: parking_lot::Mutex<HashMap<SocketAddr, ()>>,
     owners: parking_lot::Mutex<process::Owners>,
@@ -287,7 +287,7 @@ impl Journal {
     /// while the connection is surely open (a query of microseconds); its
     /// process later, off the request's path, by a walk of `/proc`.
     pub fn note_v1_process(self: &Arc<Self>, peer: SocketAddr, local: SocketAddr) {
-        if !crate::listener::is_host_address(peer.ip()) {
+        if !crate::listener::client_on_host(peer.ip(), local.ip()) {
             return;
         }
         {
@@ -374,8 +374,9 @@ impl Journal {
         }
     }
 
-    /// Ends every follower's stream (the server is stopping).
-    pub fn stop_following(&self) {
+    /// The server is stopping: every follower's stream ends, and every held
+    /// request lets go.
+    pub fn stop(&self) {
         // Kept even with no receiver yet: a hold that starts later sees it.
         self.stopping.send_replace(true);
     }
