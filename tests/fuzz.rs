@@ -168,15 +168,31 @@ proptest! {
 
     #[test]
     fn plugin_results_always_make_a_response(content_type in any::<String>(), body in prop::collection::vec(any::<u8>(), 0..64), entries in prop::collection::vec(any::<String>(), 0..6)) {
-        let leaf = resolved(types::Response::Leaf(types::Leaf { body: body.clone(), content_type }));
+        let leaf = resolved(types::Response::Leaf(types::Leaf { body: body.clone(), content_type }), None, Vec::new());
         match leaf {
-            Resolved::Leaf { body: served, .. } => prop_assert_eq!(served.as_ref(), body.as_slice()),
+            Ok(Resolved::Leaf { body: served, .. }) => prop_assert_eq!(served.as_ref(), body.as_slice()),
             _ => prop_assert!(false, "a leaf stays a leaf"),
         }
         let joined = entries.join("\n");
-        match resolved(types::Response::Directory(entries)) {
-            Resolved::Dir(listing) => prop_assert_eq!(listing.as_ref(), joined.as_bytes()),
+        match resolved(types::Response::Directory(entries), None, Vec::new()) {
+            Ok(Resolved::Dir(listing)) => prop_assert_eq!(listing.as_ref(), joined.as_bytes()),
             _ => prop_assert!(false, "a directory stays a directory"),
+        }
+    }
+
+    /// Whatever status and headers a plugin answers, the host either
+    /// refuses them or keeps a status a server may send and headers that
+    /// cannot frame the message.
+    #[test]
+    fn plugin_statuses_and_headers_are_refused_or_safe(
+        status in any::<Option<u16>>(),
+        headers in prop::collection::vec((prop_oneof![any::<String>(), Just("content-length".to_owned()), Just("X-Ok".to_owned())], any::<String>()), 0..4),
+    ) {
+        let leaf = types::Response::Leaf(types::Leaf { body: b"x".to_vec(), content_type: "text/plain".into() });
+        if let Ok(Resolved::Shaped(shaped)) = resolved(leaf, status, headers) {
+            prop_assert!((200..=599).contains(&shaped.status.as_u16()));
+            prop_assert!(!shaped.headers.contains_key("content-length"));
+            prop_assert!(!shaped.headers.contains_key("transfer-encoding"));
         }
     }
 }

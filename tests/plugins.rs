@@ -760,7 +760,7 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
                 wasm("future_version").display()
             ),
             "plugins.0.wasm",
-            "built against ersatz:plugin@0.3.0",
+            "built against ersatz:plugin@0.4.0",
         ),
         (
             format!(

@@ -6,7 +6,7 @@ use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, SERVER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::provider::TEXT;
+use crate::provider::{Shaped, TEXT};
 use crate::session::TTL_HEADER;
 
 /// An answer's body: its bytes, or lines sent as they come
@@ -81,6 +81,33 @@ pub fn token(token: String, ttl: u64) -> Response<Body> {
     response
         .headers_mut()
         .insert(TTL_HEADER, HeaderValue::from(ttl));
+    response
+}
+
+/// A provider's own status and headers; without a body, the page `page`
+/// makes for the status (IMDS's, or a flavour listener's).
+pub fn shaped(shaped: Shaped, page: impl FnOnce(StatusCode) -> Response<Body>) -> Response<Body> {
+    let mut response = match shaped.body {
+        Some((body, content_type)) => {
+            let mut response = ok(body, content_type);
+            *response.status_mut() = shaped.status;
+            response
+        }
+        None => page(shaped.status),
+    };
+    let headers = response.headers_mut();
+    let mut last = None;
+    for (name, value) in shaped.headers {
+        // `None` names repeat the last one: several values of one header.
+        let name = name.or_else(|| last.clone());
+        if let Some(name) = name {
+            if last.as_ref() != Some(&name) {
+                headers.remove(&name);
+            }
+            headers.append(name.clone(), value);
+            last = Some(name);
+        }
+    }
     response
 }
 

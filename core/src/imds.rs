@@ -56,6 +56,10 @@ pub struct Imds {
     pub held: Arc<AtomicUsize>,
     /// How many may be held at once; past that they close at once.
     pub max_held: usize,
+    /// Other clouds' services, one per `[[listeners]]` entry, in order.
+    pub flavours: Vec<Arc<crate::flavour::Flavour>>,
+    /// What long-polls wait on: reloads, events, plugins' stores.
+    pub changes: Arc<crate::changes::Changes>,
 }
 
 impl Handler for Imds {
@@ -375,7 +379,9 @@ impl Imds {
             method: request.method(),
             path: below,
             query: request.uri().query(),
+            trailing_slash: request.uri().path().ends_with('/'),
             headers: request.headers(),
+            body: &[],
             peer,
         };
         match provider.resolve(&provider_request).await {
@@ -384,6 +390,7 @@ impl Imds {
             Resolved::NotFound => encoder::error(StatusCode::NOT_FOUND),
             Resolved::Failed => encoder::error(StatusCode::INTERNAL_SERVER_ERROR),
             Resolved::Busy => encoder::error(StatusCode::SERVICE_UNAVAILABLE),
+            Resolved::Shaped(shaped) => encoder::shaped(*shaped, encoder::error),
         }
     }
 }

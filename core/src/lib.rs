@@ -34,9 +34,12 @@
 
 mod access_log;
 mod awsjson;
+mod changes;
 mod client;
 mod credentials;
 mod fault;
+mod flavour;
+mod gate;
 mod hex;
 mod imds;
 mod journal;

@@ -11,15 +11,22 @@ use tokio::sync::watch;
 use crate::access_log::AccessLog;
 use crate::admin::roles::RoleApi;
 use crate::admin::{Access, Admin, Controls, EcsInfo, Reload};
-use crate::config::{self, fault_rules, mount_path, ConfigError, Loaded, Overrides, SourceConfig};
+use crate::changes::Changes;
+use crate::config::{
+    self, fault_rules, listener_mount, mount_path, ConfigError, Loaded, Overrides, SourceConfig,
+};
 use crate::credentials::{self, CredentialSource, Roles};
 use crate::fault::Faults;
+use crate::flavour::{Flavour, FlavourHandler, Mount as FlavourMount};
+use crate::gate::{Gate, Gated};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
 use crate::instance::Instance;
 use crate::journal::Journal;
 use crate::listener::{self, Handler};
-use crate::plugin::{Plugin, PluginEngine, PluginSource, PluginSpec, WasmProvider};
+use crate::plugin::{
+    Grants, Plugin, PluginEngine, PluginSource, PluginSpec, Shape, Stores, WasmProvider,
+};
 use crate::provider::events::Events;
 use crate::provider::iam::{self, ClientRoles, IamProvider};
 use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
@@ -46,6 +53,9 @@ pub struct App {
     pub journal: Arc<Journal>,
     /// Requests held unanswered now, by every version of the service.
     held: Arc<AtomicUsize>,
+    /// Plugins' stores, and the signal long-polls wait on.
+    stores: Arc<Stores>,
+    pub changes: Arc<Changes>,
 }
 
 /// The keys a process keeps for its whole life, whatever reloads happen:
@@ -99,7 +109,8 @@ struct Metadata {
     tree: Arc<StaticTree>,
     instance: Instance,
     identity_document: String,
-    plugins: Vec<(Option<String>, Arc<Plugin>)>,
+    /// In `[[plugins]]` order.
+    plugins: Vec<(Placement, Arc<Plugin>)>,
     /// Empty when replaying a snapshot.
     event_mounts: Vec<(String, Arc<dyn Provider>)>,
 }
@@ -121,7 +132,20 @@ impl App {
             spot_instance,
             SystemTime::now(),
         ));
-        let metadata = build_metadata(loaded, plugin_engine.as_deref(), &events)?;
+        let stores = Arc::new(Stores::default());
+        let changes = Arc::new(Changes::default());
+        let signing_key = keys.signing_key(loaded)?;
+        if keys.writes && !config.plugins.is_empty() {
+            // Made (or read) now: the first `sign-jwt` must not spend a
+            // plugin's deadline generating the key.
+            signing_key.get().await;
+        }
+        let host = PluginHost {
+            signer: signing_key.clone(),
+            stores: stores.clone(),
+            changes: changes.clone(),
+        };
+        let metadata = build_metadata(loaded, plugin_engine.as_deref(), &events, &host).await?;
         for (name, source) in &config.sources {
             if let SourceConfig::Plugin { plugin } = source {
                 let found = metadata.plugins.iter().find(|(_, p)| &p.name == plugin);
@@ -155,7 +179,8 @@ impl App {
             ecs_tokens: ecs_tokens.clone(),
             faults: faults.clone(),
             sessions: keys.sessions.clone(),
-            signing_key: keys.signing_key(loaded)?,
+            signing_key,
+            changes: changes.clone(),
             writes: keys.writes,
         };
         let imds = build_imds(loaded, metadata, shared).await?;
@@ -171,6 +196,7 @@ impl App {
                 events: events.clone(),
                 faults: faults.clone(),
                 journal: journal.clone(),
+                changes: changes.clone(),
             },
             ecs,
             admin_access.clone(),
@@ -187,6 +213,8 @@ impl App {
             faults,
             journal,
             held,
+            stores,
+            changes,
         };
         Ok((app, admin))
     }
@@ -224,7 +252,13 @@ impl App {
             *self.plugin_engine.lock() = Some(engine.clone());
             Some(engine)
         };
-        let metadata = build_metadata(loaded, engine.as_deref(), &self.events)?;
+        let signing_key = self.keys.signing_key(loaded)?;
+        let host = PluginHost {
+            signer: signing_key.clone(),
+            stores: self.stores.clone(),
+            changes: self.changes.clone(),
+        };
+        let metadata = build_metadata(loaded, engine.as_deref(), &self.events, &host).await?;
         let shared = Shared {
             roles: self.roles.clone(),
             ecs_tokens: self.ecs_tokens.clone(),
@@ -232,7 +266,8 @@ impl App {
             journal: self.journal.clone(),
             held: self.held.clone(),
             sessions: self.keys.sessions.clone(),
-            signing_key: self.keys.signing_key(loaded)?,
+            signing_key,
+            changes: self.changes.clone(),
             writes: self.keys.writes,
         };
         build_imds(loaded, metadata, shared).await
@@ -253,6 +288,7 @@ struct Shared {
     held: Arc<AtomicUsize>,
     sessions: Arc<Sessions>,
     signing_key: Arc<SigningKey>,
+    changes: Arc<Changes>,
     /// Whether the access log may be created (not by `config check`).
     writes: bool,
 }
@@ -308,6 +344,7 @@ impl Reload for Reloader {
         match outcome {
             Ok((loaded, imds, faults)) => {
                 self.current.store(Arc::new(imds));
+                self.app.changes.notify();
                 // The configuration's rules again; run-time ones go.
                 self.app.faults.replace(faults);
                 self.app
@@ -375,12 +412,71 @@ fn plugin_engine(loaded: &Loaded, writes: bool) -> Result<PluginEngine, ConfigEr
     })
 }
 
+/// Where a plugin serves.
+enum Placement {
+    /// Nowhere: a credential source only.
+    Unmounted,
+    /// At this path of the EC2 tree.
+    Tree(String),
+    /// At this path (no leading '/') of a `[[listeners]]` entry.
+    Listener { index: usize, path: String },
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Unmounted => write!(f, "(none)"),
+            Placement::Tree(path) => write!(f, "/latest/{path}"),
+            Placement::Listener { index, path } => write!(f, "listener {index}: /{path}"),
+        }
+    }
+}
+
+/// Where `[[plugins]]` entry `i` serves (the configuration is validated).
+fn placement(loaded: &Loaded, i: usize) -> Result<Placement, ConfigError> {
+    let plugin = &loaded.config.plugins[i];
+    let Some(mount) = &plugin.mount else {
+        return Ok(Placement::Unmounted);
+    };
+    let error = |reason| loaded.error(&format!("plugins.{i}.mount"), reason);
+    match &plugin.listener {
+        None => Ok(Placement::Tree(mount_path(mount).map_err(error)?)),
+        Some(name) => Ok(Placement::Listener {
+            index: loaded
+                .config
+                .listeners
+                .iter()
+                .position(|l| &l.name == name)
+                .ok_or_else(|| error(format!("no listener named \"{name}\"")))?,
+            path: listener_mount(mount).map_err(error)?,
+        }),
+    }
+}
+
+/// What plugins reach of the server, for its whole life.
+struct PluginHost {
+    signer: Arc<SigningKey>,
+    stores: Arc<Stores>,
+    changes: Arc<Changes>,
+}
+
+/// The tree a plugin's `host.lookup` reads: swapped for the final one once
+/// every plugin's `init` has said what its mount is.
+struct PluginLookup(ArcSwap<StaticTree>);
+
+impl provider::Lookup for PluginLookup {
+    fn value(&self, path: &str) -> Option<provider::TreeValue> {
+        self.0.load().value(path)
+    }
+}
+
 /// The instance tree, with every mount listed, and the plugins loaded
 /// against it (their `host.lookup` reads it).
-fn build_metadata(
+async fn build_metadata(
     loaded: &Loaded,
     engine: Option<&PluginEngine>,
     events: &Arc<Events>,
+    host: &PluginHost,
 ) -> Result<Metadata, ConfigError> {
     let config = &loaded.config;
     let mut instance =
@@ -415,32 +511,58 @@ fn build_metadata(
         tree.mount(mount.clone());
     }
     let mut mounts = Vec::new();
-    for (i, plugin) in config.plugins.iter().enumerate() {
-        let mount = match &plugin.mount {
-            Some(mount) => Some(
-                mount_path(mount)
-                    .map_err(|reason| loaded.error(&format!("plugins.{i}.mount"), reason))?,
-            ),
-            None => None,
-        };
-        if let Some(mount) = &mount {
+    for i in 0..config.plugins.len() {
+        let placed = placement(loaded, i)?;
+        if let Placement::Tree(mount) = &placed {
             tree.mount(mount.clone());
         }
-        mounts.push(mount);
+        mounts.push(placed);
     }
     tree.overrides(&config.metadata)
         .map_err(|e| loaded.error(&e.key, e.reason))?;
-    let tree = Arc::new(tree.build().map_err(|e| loaded.error(&e.key, e.reason))?);
+    let mut builder = tree;
+    let tree = Arc::new(
+        builder
+            .build()
+            .map_err(|e| loaded.error(&e.key, e.reason))?,
+    );
 
+    let lookup = Arc::new(PluginLookup(ArcSwap::new(tree)));
     let mut plugins = Vec::new();
     for ((i, plugin), mount) in config.plugins.iter().enumerate().zip(mounts) {
         let engine = engine.expect("an engine exists when plugins are configured");
         let spec = PluginSpec::from_config(plugin);
-        let loaded_plugin = Plugin::load(engine, spec, tree.clone())
+        let grants = Grants {
+            lookup: lookup.clone(),
+            signer: host.signer.clone(),
+            store: host.stores.of(&spec.name),
+            changes: host.changes.clone(),
+        };
+        let loaded_plugin = Plugin::load(engine, spec, grants)
             .map_err(|reason| loaded.error(&format!("plugins.{i}.wasm"), reason))?;
-        tracing::info!(plugin = %loaded_plugin.name, mount = mount.as_deref().unwrap_or("(none)"), "plugin loaded");
+        let shape = loaded_plugin.init().await.map_err(|reason| {
+            let name = &loaded_plugin.name;
+            loaded.error(
+                &format!("plugins.{i}.config"),
+                format!("plugin \"{name}\" refused it: {reason}"),
+            )
+        })?;
+        if let (Placement::Tree(mount), Some(Shape::Leaf)) = (&mount, shape) {
+            // Listed above as what it is: `name`, not `name/`.
+            let name = mount.rsplit('/').next().unwrap_or(mount);
+            builder.shown_as(mount.clone(), name);
+        }
+        tracing::info!(plugin = %loaded_plugin.name, mount = %mount, "plugin loaded");
         plugins.push((mount, Arc::new(loaded_plugin)));
     }
+    // Plugins looked values up in the tree as it stood; now their shapes
+    // are known, they and the clients read the same one.
+    let tree = Arc::new(
+        builder
+            .build()
+            .map_err(|e| loaded.error(&e.key, e.reason))?,
+    );
+    lookup.0.store(tree.clone());
     Ok(Metadata {
         tree,
         instance,
@@ -464,7 +586,7 @@ async fn build_imds(
         &metadata.instance,
         clients.clone(),
     ));
-    let identity = IdentityProvider::new(metadata.identity_document, shared.signing_key);
+    let identity = IdentityProvider::new(metadata.identity_document, shared.signing_key.clone());
     let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
         (String::new(), metadata.tree.clone()),
         (iam::MOUNT.to_owned(), iam),
@@ -472,11 +594,34 @@ async fn build_imds(
     ];
     mounts.extend(metadata.event_mounts);
     let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
-    for (mount, plugin) in metadata.plugins {
-        if let Some(mount) = mount {
-            mounts.push((mount, Arc::new(WasmProvider::new(plugin))));
+    let mut flavour_mounts: Vec<Vec<FlavourMount>> =
+        config.listeners.iter().map(|_| Vec::new()).collect();
+    for (i, (placed, plugin)) in metadata.plugins.into_iter().enumerate() {
+        let gates = config.plugins[i]
+            .gates
+            .iter()
+            .filter_map(Gate::from_config)
+            .collect();
+        let provider: Arc<dyn Provider> = Arc::new(Gated {
+            gates,
+            inner: WasmProvider::new(plugin),
+        });
+        match placed {
+            Placement::Unmounted => {}
+            Placement::Tree(mount) => mounts.push((mount, provider)),
+            Placement::Listener { index, path } => {
+                flavour_mounts[index].push(FlavourMount { path, provider })
+            }
         }
     }
+    let flavours = config
+        .listeners
+        .iter()
+        .zip(flavour_mounts)
+        .map(|(listener, mounts)| {
+            Arc::new(Flavour::new(listener, mounts, shared.signing_key.clone()))
+        })
+        .collect();
     let path = &config.server.access_log;
     let access_log = match (path.as_os_str().is_empty(), shared.writes) {
         (true, _) => None,
@@ -512,6 +657,8 @@ async fn build_imds(
         held: shared.held,
         // A quarter of the connections at most: the rest stay for answers.
         max_held: (config.server.max_connections / 4).max(1),
+        flavours,
+        changes: shared.changes,
     })
 }
 
@@ -519,6 +666,9 @@ async fn build_imds(
 pub struct Running {
     /// `http://ADDR:PORT` of each metadata listener, in `server.listen` order.
     pub metadata_urls: Vec<String>,
+    /// Each `[[listeners]]` entry's name and `http://ADDR:PORT`, one per
+    /// address, in order.
+    pub listener_urls: Vec<(String, String)>,
     /// `http://ADDR:PORT` of the admin API.
     pub admin_url: String,
     pub reloader: Arc<Reloader>,
@@ -541,6 +691,13 @@ pub async fn start(
         let what = "the metadata listener (server.listen, or --addr and --port)";
         metadata.push(listener::bind(*addr, what).await?);
     }
+    let mut flavours = Vec::new();
+    for (index, entry) in loaded.config.listeners.iter().enumerate() {
+        for addr in &entry.listen {
+            let what = format!("listener \"{}\" (listeners.{index}.listen)", entry.name);
+            flavours.push((index, listener::bind(*addr, &what).await?));
+        }
+    }
     let what = "the admin API (server.admin_listen, or --admin-addr)";
     let admin_listener = listener::bind(server.admin_listen, what).await?;
     let url_of = |l: &tokio::net::TcpListener| {
@@ -549,9 +706,15 @@ pub async fn start(
             .map_err(|e| format!("a bound listener has no address: {e}"))
     };
     let metadata_urls = metadata.iter().map(url_of).collect::<Result<Vec<_>, _>>()?;
+    let mut listener_urls = Vec::new();
+    for (index, bound) in &flavours {
+        let name = loaded.config.listeners[*index].name.clone();
+        listener_urls.push((name, url_of(bound)?));
+    }
     let admin_url = url_of(&admin_listener)?;
     let admin = admin.with_ecs_urls(metadata_urls.clone());
     app.roles.prefetch_active();
+    let loaded_listeners = loaded.config.listeners.len();
     let current = Arc::new(ArcSwap::new(app.imds.clone()));
     let reloader = Arc::new(Reloader {
         app: Arc::new(app),
@@ -574,10 +737,32 @@ pub async fn start(
         );
         tasks.push(tokio::spawn(serve));
     }
+    let handlers: Vec<Arc<FlavourHandler>> = (0..loaded_listeners)
+        .map(|index| {
+            Arc::new(FlavourHandler {
+                current: current.clone(),
+                index,
+                parked: AtomicUsize::new(0),
+                // Half the connections at most: the rest stay for answers.
+                max_parked: (server.max_connections / 2).max(1),
+            })
+        })
+        .collect();
+    for (index, bound) in flavours {
+        let serve = listener::serve(
+            bound,
+            handlers[index].clone(),
+            stopped.clone(),
+            connections.clone(),
+            limits,
+        );
+        tasks.push(tokio::spawn(serve));
+    }
     let serve = listener::serve(admin_listener, admin, stopped, connections.clone(), limits);
     tasks.push(tokio::spawn(serve));
     Ok(Running {
         metadata_urls,
+        listener_urls,
         admin_url,
         reloader,
         stop,
@@ -636,6 +821,9 @@ pub async fn run(
     tracing::info!("ready");
     for url in &running.metadata_urls {
         announce(&format!("ersatz: metadata on {url}"));
+    }
+    for (name, url) in &running.listener_urls {
+        announce(&format!("ersatz: {name} on {url}"));
     }
     announce(&format!("ersatz: admin on {}", running.admin_url));
     signals.wait_for_stop(&running.reloader).await;

@@ -59,6 +59,7 @@ pub struct Admin {
     events: Arc<Events>,
     faults: Arc<Faults>,
     journal: Arc<Journal>,
+    changes: Arc<crate::changes::Changes>,
     ecs: EcsInfo,
     /// Replaced whole by a reload, so a new token or host list applies at once.
     access: Arc<ArcSwap<Access>>,
@@ -139,6 +140,8 @@ pub struct Controls {
     pub events: Arc<Events>,
     pub faults: Arc<Faults>,
     pub journal: Arc<Journal>,
+    /// Told when events change, so that long-polls look again.
+    pub changes: Arc<crate::changes::Changes>,
 }
 
 impl Admin {
@@ -154,6 +157,7 @@ impl Admin {
             events,
             faults,
             journal,
+            changes,
         } = controls;
         Self {
             role_api: RoleApi::new(roles.clone(), client_timeout),
@@ -162,6 +166,7 @@ impl Admin {
             events,
             faults,
             journal,
+            changes,
             ecs,
             access,
             reloader: None,
@@ -402,7 +407,13 @@ impl Handler for Admin {
                     .trim_start_matches('/')
                     .to_owned();
                 match read_body(request, self.client_timeout).await {
-                    Ok(body) => events::handle(&self.events, &method, &kind, &body),
+                    Ok(body) => {
+                        let response = events::handle(&self.events, &method, &kind, &body);
+                        if method != Method::GET && response.status().is_success() {
+                            self.changes.notify();
+                        }
+                        response
+                    }
                     Err(response) => response,
                 }
             }

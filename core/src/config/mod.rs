@@ -7,6 +7,7 @@ mod cidr;
 mod error;
 mod faults;
 mod finto;
+mod listeners;
 mod sections;
 mod validate;
 pub use finto::FINTO_SOURCE;
@@ -24,6 +25,7 @@ use crate::secret::Secret;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, DEFAULT_HANG, PRESETS};
+pub use listeners::listener_mount;
 use secret::SecretEnv;
 pub use sections::*;
 use validate::validate;
@@ -82,6 +84,9 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// Other clouds' metadata services, each on listeners of its own.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
     #[serde(default)]
     pub events: EventsConfig,
     #[serde(default)]
@@ -278,6 +283,15 @@ impl Loaded {
             .filter(|key| self.json_at(key) != next.json_at(key))
             .map(|key| (*key).to_owned())
             .collect();
+        let bound = |loaded: &Loaded| -> Vec<_> {
+            let listeners = loaded.config.listeners.iter();
+            listeners
+                .map(|l| (l.name.clone(), l.listen.clone()))
+                .collect()
+        };
+        if bound(self) != bound(next) {
+            changed.push("the names or addresses of [[listeners]]".into());
+        }
         for (name, source) in &self.config.sources {
             let SourceConfig::Plugin { plugin } = source else {
                 continue;

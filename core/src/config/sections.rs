@@ -1,6 +1,7 @@
 //! The optional sections of the configuration and the value types they
 //! share (durations, sizes).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -151,6 +152,85 @@ pub struct PluginConfig {
     pub config: Option<serde_json::Value>,
     #[serde(default)]
     pub limits: PluginLimits,
+    /// The `[[listeners]]` entry it is mounted on; none for the EC2
+    /// metadata listener. On a listener, `mount` is a path of its own
+    /// (`/computeMetadata/v1`, or `/`).
+    #[serde(default)]
+    pub listener: Option<String>,
+    /// Rules a request must pass before the plugin sees it, in order; the
+    /// first it fails answers.
+    #[serde(default)]
+    pub gates: Vec<GateConfig>,
+}
+
+/// One request rule of a mount: exactly one of `require_header` (with
+/// `value`, compared without regard to case; any value when absent),
+/// `refuse_header`, or `unique_query` (a query parameter given twice), and
+/// the answer to a request that fails it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    #[serde(default)]
+    pub require_header: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub refuse_header: Option<String>,
+    #[serde(default)]
+    pub unique_query: bool,
+    pub status: u16,
+    #[serde(default = "default_gate_content_type")]
+    pub content_type: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_gate_content_type() -> String {
+    "text/plain".into()
+}
+
+/// `[[listeners]]`: a listener for another cloud's metadata service (a
+/// flavour), served by the plugins mounted on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Added to every answer, replacing a plugin's own of the same name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// An `ETag` (of the body) on every 200.
+    #[serde(default)]
+    pub etags: bool,
+    /// Long-polls: the query parameters that ask to wait for a change.
+    #[serde(default)]
+    pub long_poll: Option<LongPollConfig>,
+    /// Where the signing key's public half is served.
+    #[serde(default)]
+    pub keys: Option<KeysConfig>,
+}
+
+/// `wait_for_change=true&last_etag=E&timeout_sec=N`, GCE's names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongPollConfig {
+    /// The parameter that asks to wait when `true`.
+    pub flag: String,
+    /// The ETag the client has; without it, waits for the next change.
+    pub etag: String,
+    /// Seconds to wait at most (capped at an hour, the default).
+    pub timeout: String,
+}
+
+/// Paths of the public key, `pem` as a map of key id to certificate, `jwks`
+/// as a JSON Web Key Set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    #[serde(default)]
+    pub pem: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<String>,
 }
 
 impl PluginConfig {

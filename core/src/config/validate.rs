@@ -19,6 +19,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let config = &loaded.config;
     validate_server(loaded)?;
     fault_rules(loaded)?;
+    super::listeners::validate(loaded)?;
     if config.journal.capacity > MAX_JOURNAL {
         return Err(loaded.error(
             "journal.capacity",
@@ -178,7 +179,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             ));
         }
         names.push(name);
-        if let Some(mount) = &plugin.mount {
+        if let (Some(mount), None) = (&plugin.mount, &plugin.listener) {
             mount_path(mount)
                 .map_err(|reason| loaded.error(&format!("plugins.{i}.mount"), reason))?;
         }

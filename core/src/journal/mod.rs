@@ -30,6 +30,8 @@ pub enum Version {
     V1,
     V2,
     Container,
+    /// On another cloud's listener (`[[listeners]]`).
+    Flavour,
 }
 
 /// One request, as the journal keeps it.

@@ -11,11 +11,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::credentials::{CredentialSource, Credentials, SourceError};
-use crate::provider::{Lookup, Provider, Request, Resolved};
+use crate::provider::{Provider, Request, Resolved};
 
 #[path = "spec.rs"]
 mod spec;
+#[path = "store.rs"]
+mod store;
 pub use spec::{PluginSpec, PluginStats};
+pub use store::{Grants, Stores};
 
 /// Why no engine starts.
 const ABSENT: &str = "this ersatz was built without the plugin host (cargo feature `plugins`); build it with default features to use [[plugins]]";
@@ -35,17 +38,23 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    pub fn load(
-        engine: &PluginEngine,
-        _spec: PluginSpec,
-        _lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, String> {
+    pub fn load(engine: &PluginEngine, _spec: PluginSpec, _grants: Grants) -> Result<Self, String> {
         match engine.0 {}
+    }
+
+    pub async fn init(&self) -> Result<Option<Shape>, String> {
+        match self.never {}
     }
 
     pub fn is_credential_source(&self) -> bool {
         match self.never {}
     }
+}
+
+/// What a mount is, as the listing above it shows it.
+pub enum Shape {
+    Leaf,
+    Directory,
 }
 
 pub struct WasmProvider(Infallible);

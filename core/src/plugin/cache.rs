@@ -73,6 +73,14 @@ impl AnswerCache {
         let body = match resolved {
             Resolved::Leaf { body, .. } | Resolved::Dir(body) => body.len(),
             Resolved::NotFound => 0,
+            Resolved::Shaped(shaped) => {
+                let headers: usize = shaped
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len())
+                    .sum();
+                headers + shaped.body.as_ref().map_or(0, |(body, _)| body.len())
+            }
             Resolved::Failed | Resolved::Busy => return,
         };
         if keep_for.is_zero() {

@@ -5,7 +5,7 @@
 
 use wasmparser::{Encoding, Parser, Payload};
 
-use super::{v0_1, v0_2};
+use super::{v0_1, v0_2, v0_3};
 
 pub const WIT_PACKAGE: &str = "ersatz:plugin";
 
@@ -14,17 +14,19 @@ pub const WIT_PACKAGE: &str = "ersatz:plugin";
 pub enum Version {
     V0_1,
     V0_2,
+    V0_3,
 }
 
 impl Version {
     /// Oldest first.
-    pub const ALL: [Version; 2] = [Version::V0_1, Version::V0_2];
+    pub const ALL: [Version; 3] = [Version::V0_1, Version::V0_2, Version::V0_3];
 
-    /// As in the package name, `ersatz:plugin@0.2.0`.
+    /// As in the package name, `ersatz:plugin@0.3.0`.
     pub fn number(self) -> &'static str {
         match self {
             Version::V0_1 => v0_1::VERSION,
             Version::V0_2 => v0_2::VERSION,
+            Version::V0_3 => v0_3::VERSION,
         }
     }
 

@@ -6,7 +6,7 @@
 //! Calls at once are bounded by what the engines' pools hold; past that a
 //! request waits briefly, then is answered 503 and counted as busy.
 //! The host speaks the newest contract; older plugins are adapted to it.
-//! Each version is a module (`v0_1`, `v0_2`) holding its bindings, its
+//! Each version is a module (`v0_1`, `v0_2`, `v0_3`) holding its bindings, its
 //! conversions to the newest types and its linking; [`Version`] names them,
 //! and every match over it is exhaustive, so a new version is a new module
 //! and one more arm in each.
@@ -15,11 +15,12 @@
 /// `metadata` and `credential` (the worlds; the second reuses the first's
 /// types and host interface), and `host` and `types`.
 macro_rules! bindings {
-    ($path:literal) => {
+    ($path:literal $(, imports: { $($imports:tt)* })?) => {
         pub mod metadata {
             wasmtime::component::bindgen!({
                 world: "metadata-plugin",
                 path: $path,
+                $(imports: { $($imports)* },)?
                 exports: { default: async },
             });
         }
@@ -46,8 +47,10 @@ mod engine;
 mod provider;
 mod source;
 mod spec;
+mod store;
 mod v0_1;
 mod v0_2;
+mod v0_3;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,17 +60,18 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::provider::Lookup;
 use contract::Contract;
 pub use contract::{Version, WIT_PACKAGE};
 pub use engine::PluginEngine;
 pub use latest::types;
+pub use latest::types::Shape;
 pub use provider::{resolved, WasmProvider};
 pub use source::PluginSource;
 pub use spec::{PluginSpec, PluginStats};
+pub use store::{Grants, PluginStore, Stores};
 /// The newest contract, whose types the host works in and whose `host`
 /// interface it implements; older versions convert to it.
-use v0_2 as latest;
+use v0_3 as latest;
 
 /// Why a call produced no answer.
 #[derive(Debug)]
@@ -124,12 +128,14 @@ const NOT_A_CREDENTIAL_SOURCE: &str =
 enum Pre {
     V0_1(v0_1::Pre),
     V0_2(v0_2::Pre),
+    V0_3(v0_3::Pre),
 }
 
 /// One call's instance.
 enum Instance {
     V0_1(v0_1::Instance),
     V0_2(v0_2::Instance),
+    V0_3(v0_3::Instance),
 }
 
 impl Pre {
@@ -140,6 +146,7 @@ impl Pre {
         match contract.version {
             Version::V0_1 => v0_1::add_to_linker(&mut linker),
             Version::V0_2 => v0_2::add_to_linker(&mut linker),
+            Version::V0_3 => v0_3::add_to_linker(&mut linker),
         }
         .map_err(|e| e.to_string())?;
         let pre = linker
@@ -149,6 +156,7 @@ impl Pre {
         match contract.version {
             Version::V0_1 => v0_1::Pre::new(pre, credential).map(Pre::V0_1),
             Version::V0_2 => v0_2::Pre::new(pre, credential).map(Pre::V0_2),
+            Version::V0_3 => v0_3::Pre::new(pre, credential).map(Pre::V0_3),
         }
         .map_err(|e| e.to_string())
     }
@@ -157,6 +165,7 @@ impl Pre {
         match self {
             Pre::V0_1(pre) => pre.engine(),
             Pre::V0_2(pre) => pre.engine(),
+            Pre::V0_3(pre) => pre.engine(),
         }
     }
 
@@ -164,6 +173,7 @@ impl Pre {
         match self {
             Pre::V0_1(pre) => pre.is_credential_source(),
             Pre::V0_2(pre) => pre.is_credential_source(),
+            Pre::V0_3(pre) => pre.is_credential_source(),
         }
     }
 
@@ -171,11 +181,25 @@ impl Pre {
         Ok(match self {
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store).await?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store).await?),
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(store).await?),
         })
     }
 }
 
 impl Instance {
+    /// The mount's shape, or why the plugin refuses its configuration;
+    /// `None` from plugins older than 0.3.0, which have no `init`.
+    async fn init(
+        &self,
+        store: &mut Store<State>,
+        config: &str,
+    ) -> wasmtime::Result<Result<Option<types::Shape>, String>> {
+        match self {
+            Instance::V0_1(_) | Instance::V0_2(_) => Ok(Ok(None)),
+            Instance::V0_3(instance) => Ok(instance.init(store, config).await?.map(Some)),
+        }
+    }
+
     async fn resolve(
         &self,
         store: &mut Store<State>,
@@ -184,6 +208,7 @@ impl Instance {
         match self {
             Instance::V0_1(instance) => instance.resolve(store, request).await,
             Instance::V0_2(instance) => instance.resolve(store, request).await,
+            Instance::V0_3(instance) => instance.resolve(store, request).await,
         }
     }
 
@@ -194,6 +219,7 @@ impl Instance {
         match self {
             Instance::V0_1(instance) => instance.fetch(store).await,
             Instance::V0_2(instance) => instance.fetch(store).await,
+            Instance::V0_3(instance) => instance.fetch(store).await,
         }
     }
 }
@@ -228,7 +254,7 @@ impl Call<'_> {
 struct Shared {
     name: String,
     config: String,
-    lookup: Arc<dyn Lookup>,
+    grants: Grants,
 }
 
 /// A call's store data: WASI with nothing granted, the limits, and what
@@ -253,11 +279,7 @@ impl Plugin {
     /// Checks the contract version, compiles (or loads from the cache) and
     /// prepares instantiation. The error names the reason; the caller names
     /// the file and key.
-    pub fn load(
-        engine: &PluginEngine,
-        spec: PluginSpec,
-        lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, String> {
+    pub fn load(engine: &PluginEngine, spec: PluginSpec, grants: Grants) -> Result<Self, String> {
         let wasm = std::fs::read(&spec.wasm)
             .map_err(|e| format!("cannot read {}: {e}", spec.wasm.display()))?;
         if !wasm.starts_with(b"\0asm") {
@@ -279,7 +301,7 @@ impl Plugin {
             shared: Arc::new(Shared {
                 name: spec.name.clone(),
                 config: spec.config,
-                lookup,
+                grants,
             }),
             name: spec.name,
             pres,
@@ -322,6 +344,25 @@ impl Plugin {
             pre,
             _slot: slot,
         })
+    }
+
+    /// Calls `init` (contract 0.3.0 on) with the plugin's configuration:
+    /// the mount's shape, `None` for older plugins, or the plugin's reason
+    /// for refusing its configuration (or its failure).
+    pub async fn init(&self) -> Result<Option<types::Shape>, String> {
+        let mut call = self.start().await.map_err(|f| f.to_string())?;
+        let config = self.shared.config.clone();
+        let run = async {
+            let instance = call.instantiate().await?;
+            let shape = instance.init(&mut call.store, &config).await;
+            shape.map_err(Failure::trap)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(Ok(shape))) => Ok(shape),
+            Ok(Ok(Err(reason))) => Err(reason),
+            Ok(Err(failure)) => Err(failure.to_string()),
+            Err(_) => Err(Failure::Timeout(self.timeout).to_string()),
+        }
     }
 
     pub async fn resolve(&self, request: types::Request) -> Result<types::Answer, Failure> {

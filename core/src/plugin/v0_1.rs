@@ -103,7 +103,7 @@ impl host::Host for State {
     }
 
     fn lookup(&mut self, path: String) -> Option<String> {
-        latest::host::Host::lookup(self, path)
+        latest::lookup_text(self, path)
     }
 }
 
@@ -119,7 +119,7 @@ impl From<host::Level> for latest::host::Level {
     }
 }
 
-/// A 0.1.0 plugin sees the same request...
+/// A 0.1.0 plugin sees the request without its body or trailing slash...
 impl From<latest::types::Request> for types::Request {
     fn from(r: latest::types::Request) -> Self {
         Self {
@@ -132,7 +132,8 @@ impl From<latest::types::Request> for types::Request {
     }
 }
 
-/// ...and its answers are never reused.
+/// ...and its answers are never reused, and have the listener's status
+/// and headers.
 impl From<types::Response> for latest::types::Answer {
     fn from(response: types::Response) -> Self {
         use latest::types::{Leaf, Response};
@@ -146,6 +147,8 @@ impl From<types::Response> for latest::types::Answer {
         };
         Self {
             response,
+            status: None,
+            headers: Vec::new(),
             max_age: 0,
         }
     }

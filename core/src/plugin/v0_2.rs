@@ -1,10 +1,11 @@
-//! Contract 0.2.0, the newest: the host works in its types and implements
-//! its `host` interface here; older versions convert to and from these.
+//! Contract 0.2.0: its plugins get the newest request converted down, and
+//! their answers and credentials are converted up; `host` is the newest
+//! one's, with 0.2.0's types.
 
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
-use super::State;
+use super::{latest, State};
 
 bindings!("wit/v0.2.0");
 
@@ -60,28 +61,30 @@ impl Instance {
     pub async fn resolve(
         &self,
         store: &mut Store<State>,
-        request: types::Request,
-    ) -> wasmtime::Result<Result<types::Answer, String>> {
-        match self {
+        request: latest::types::Request,
+    ) -> wasmtime::Result<Result<latest::types::Answer, String>> {
+        let request = request.into();
+        let answer = match self {
             Self::Metadata(instance) => {
                 let provider = instance.ersatz_plugin_provider();
-                provider.call_resolve(store, &request).await
+                provider.call_resolve(store, &request).await?
             }
             Self::Credential(instance) => {
                 let provider = instance.ersatz_plugin_provider();
-                provider.call_resolve(store, &request).await
+                provider.call_resolve(store, &request).await?
             }
-        }
+        };
+        Ok(answer.map(Into::into))
     }
 
     pub async fn fetch(
         &self,
         store: &mut Store<State>,
-    ) -> wasmtime::Result<Result<types::Credentials, String>> {
+    ) -> wasmtime::Result<Result<latest::types::Credentials, String>> {
         match self {
             Self::Credential(instance) => {
                 let source = instance.ersatz_plugin_credential_source();
-                source.call_fetch(store).await
+                Ok(source.call_fetch(store).await?.map(Into::into))
             }
             Self::Metadata(_) => Ok(Err(super::NOT_A_CREDENTIAL_SOURCE.into())),
         }
@@ -92,22 +95,75 @@ impl types::Host for State {}
 
 impl host::Host for State {
     fn log(&mut self, level: host::Level, message: String) {
-        use host::Level;
-        let plugin = self.shared.name.as_str();
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        latest::host::Host::log(self, level.into(), message);
     }
 
     fn config(&mut self) -> String {
-        self.shared.config.clone()
+        latest::host::Host::config(self)
     }
 
     fn lookup(&mut self, path: String) -> Option<String> {
-        self.shared.lookup.text(path.trim_matches('/'))
+        latest::lookup_text(self, path)
+    }
+}
+
+impl From<host::Level> for latest::host::Level {
+    fn from(level: host::Level) -> Self {
+        match level {
+            host::Level::Trace => Self::Trace,
+            host::Level::Debug => Self::Debug,
+            host::Level::Info => Self::Info,
+            host::Level::Warn => Self::Warn,
+            host::Level::Error => Self::Error,
+        }
+    }
+}
+
+/// A 0.2.0 plugin sees the request without its body or trailing slash...
+impl From<latest::types::Request> for types::Request {
+    fn from(r: latest::types::Request) -> Self {
+        Self {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            client: r.client,
+        }
+    }
+}
+
+/// ...and answers with the listener's status and headers.
+impl From<types::Answer> for latest::types::Answer {
+    fn from(answer: types::Answer) -> Self {
+        Self {
+            response: answer.response.into(),
+            status: None,
+            headers: Vec::new(),
+            max_age: answer.max_age,
+        }
+    }
+}
+
+impl From<types::Response> for latest::types::Response {
+    fn from(response: types::Response) -> Self {
+        match response {
+            types::Response::Leaf(leaf) => Self::Leaf(latest::types::Leaf {
+                body: leaf.body,
+                content_type: leaf.content_type,
+            }),
+            types::Response::Directory(entries) => Self::Directory(entries),
+            types::Response::NotFound => Self::NotFound,
+        }
+    }
+}
+
+impl From<types::Credentials> for latest::types::Credentials {
+    fn from(c: types::Credentials) -> Self {
+        Self {
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: c.session_token,
+            expiration: c.expiration,
+        }
     }
 }

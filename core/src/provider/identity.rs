@@ -124,7 +124,7 @@ impl IdentityKey {
     /// A new RSA-2048 key and a self-signed certificate for it (version 3,
     /// no extensions, 127-bit random serial, ten years from now), as
     /// OpenSSL made them before.
-    fn generate() -> Result<Self, String> {
+    pub(super) fn generate() -> Result<Self, String> {
         let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
             .map_err(|e| format!("RSA key generation failed: {e}"))?;
         let name = ersatz_name()?;
@@ -162,6 +162,11 @@ impl IdentityKey {
             signature: BitString::from_bytes(&signed.to_bytes()).map_err(|e| e.to_string())?,
         };
         Ok(Self { key, certificate })
+    }
+
+    /// For signing tokens ([`super::jwt`]); never for display.
+    pub(super) fn private_key(&self) -> &RsaPrivateKey {
+        &self.key
     }
 
     pub fn certificate_pem(&self) -> Vec<u8> {
@@ -382,7 +387,9 @@ impl SigningKey {
         })
     }
 
-    async fn get(&self) -> Option<Arc<IdentityKey>> {
+    /// The key, loaded (or made) on first use; `None` (logged) when it
+    /// cannot be.
+    pub async fn get(&self) -> Option<Arc<IdentityKey>> {
         self.key
             .get_or_init(|| async {
                 let source = self.source.clone();
@@ -398,7 +405,7 @@ impl SigningKey {
 
 /// `work` on a blocking thread: key generation and signing are CPU work.
 /// A failure is logged as `what` and gives `None`.
-async fn off_the_async_threads<T: Send + 'static>(
+pub(crate) async fn off_the_async_threads<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Option<T> {

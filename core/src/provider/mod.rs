@@ -4,13 +4,14 @@
 pub mod events;
 pub mod iam;
 pub mod identity;
+pub mod jwt;
 pub mod static_tree;
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// IMDS serves everything as text/plain except user-data.
 pub const TEXT: HeaderValue = HeaderValue::from_static("text/plain");
@@ -23,7 +24,11 @@ pub struct Request<'a> {
     /// for the mount itself.
     pub path: &'a str,
     pub query: Option<&'a str>,
+    /// Whether the path as sent ended in '/'.
+    pub trailing_slash: bool,
     pub headers: &'a HeaderMap,
+    /// A POST's body on a flavour listener; empty otherwise.
+    pub body: &'a [u8],
     pub peer: SocketAddr,
 }
 
@@ -43,6 +48,18 @@ pub enum Resolved {
     /// No room to answer now (every plugin slot taken): 503, which IMDS
     /// clients retry too.
     Busy,
+    /// A plugin's own status and headers (contract 0.3.0), checked already.
+    Shaped(Box<Shaped>),
+}
+
+/// An answer whose status and headers its provider chose.
+#[derive(Clone)]
+pub struct Shaped {
+    pub status: StatusCode,
+    /// Added to the answer; a `content-type` among them wins.
+    pub headers: HeaderMap,
+    /// None: the listener's own page for `status` (its not-found page).
+    pub body: Option<(Bytes, HeaderValue)>,
 }
 
 impl Resolved {
@@ -57,7 +74,25 @@ impl Resolved {
 /// Read-only access to the built tree, for what answers on top of it (a
 /// plugin's `host.lookup`) without knowing how it is built.
 pub trait Lookup: Send + Sync {
-    fn text(&self, path: &str) -> Option<String>;
+    fn value(&self, path: &str) -> Option<TreeValue>;
+}
+
+/// A value of the built tree, as a lookup sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TreeValue {
+    Leaf(String),
+    /// A directory's entries, sub-directories ending in '/'.
+    Listing(Vec<String>),
+}
+
+impl TreeValue {
+    /// As IMDS serves it: a listing is its entries, one per line.
+    pub fn into_text(self) -> String {
+        match self {
+            TreeValue::Leaf(text) => text,
+            TreeValue::Listing(entries) => entries.join("\n"),
+        }
+    }
 }
 
 #[async_trait]

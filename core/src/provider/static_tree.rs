@@ -40,12 +40,15 @@ impl Provider for StaticTree {
 }
 
 impl super::Lookup for StaticTree {
-    fn text(&self, path: &str) -> Option<String> {
-        match self.nodes.get(path)? {
-            Node::Leaf { body, .. } | Node::Dir(body) => {
-                Some(String::from_utf8_lossy(body).into_owned())
+    fn value(&self, path: &str) -> Option<super::TreeValue> {
+        let text = |body: &Bytes| String::from_utf8_lossy(body).into_owned();
+        Some(match self.nodes.get(path)? {
+            Node::Leaf { body, .. } => super::TreeValue::Leaf(text(body)),
+            Node::Dir(listing) if listing.is_empty() => super::TreeValue::Listing(Vec::new()),
+            Node::Dir(listing) => {
+                super::TreeValue::Listing(text(listing).split('\n').map(str::to_owned).collect())
             }
-        }
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! A plugin built against `ersatz:plugin@0.3.0` (a copy of the contract with
+//! A plugin built against `ersatz:plugin@0.4.0` (a copy of the contract with
 //! only the version raised), so the host's version check can be shown.
 
 wit_bindgen::generate!({ world: "metadata-plugin", path: "wit" });

@@ -1,0 +1,375 @@
+//! A listener for another cloud's metadata service (a flavour: GCE, Azure),
+//! declared as data in `[[listeners]]` and served by the plugins mounted on
+//! it. The core owns what every such service shares, so that a new cloud
+//! needs a plugin and a configuration, not code here:
+//! - each mount's gates (required and refused headers, repeated query
+//!   parameters), enforced before its plugin runs;
+//! - the listener's headers on every answer, and an `ETag` on every 200;
+//! - long-polls, parked without a plugin instance until something changes;
+//! - the signing key's public half, as a JWKS and as a PEM map.
+//!
+//! A request: key paths, or route → gates (see [`crate::gate`]) → plugin
+//! (once, or until its value changes) → headers → journal.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{ETAG, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ListenerConfig, LongPollConfig};
+use crate::encoder::{self, Body};
+use crate::imds::Imds;
+use crate::journal::{Answered, Version};
+use crate::listener::Handler;
+use crate::provider::identity::SigningKey;
+use crate::provider::{self, jwt, Provider, Resolved};
+
+/// The largest request body a plugin is given (Azure's event approvals are
+/// a few hundred bytes).
+const MAX_BODY: usize = 64 << 10;
+/// The longest a long-poll waits, whatever it asks.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// One `[[listeners]]` entry, as this configuration builds it.
+pub struct Flavour {
+    pub name: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    etags: bool,
+    long_poll: Option<LongPollConfig>,
+    keys: KeyPaths,
+    /// Longest path first, so the first match wins.
+    mounts: Vec<Mount>,
+}
+
+struct KeyPaths {
+    pem: Option<String>,
+    jwks: Option<String>,
+    signer: Arc<SigningKey>,
+}
+
+pub struct Mount {
+    /// Without leading or trailing '/'; empty for the listener's root.
+    pub path: String,
+    /// Behind its gates, when it has any.
+    pub provider: Arc<dyn Provider>,
+}
+
+impl Flavour {
+    /// `listener` checked; `mounts` are the plugins mounted on it.
+    pub fn new(listener: &ListenerConfig, mut mounts: Vec<Mount>, signer: Arc<SigningKey>) -> Self {
+        mounts.sort_by_key(|mount| std::cmp::Reverse(mount.path.len()));
+        let headers = listener.headers.iter().filter_map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+            Some((name, HeaderValue::from_str(value).ok()?))
+        });
+        let key_path = |path: &Option<String>| {
+            let path = path.as_deref()?;
+            crate::config::listener_mount(path).ok()
+        };
+        let keys = listener.keys.as_ref();
+        Self {
+            name: listener.name.clone(),
+            headers: headers.collect(),
+            etags: listener.etags,
+            long_poll: listener.long_poll.clone(),
+            keys: KeyPaths {
+                pem: keys.and_then(|k| key_path(&k.pem)),
+                jwks: keys.and_then(|k| key_path(&k.jwks)),
+                signer,
+            },
+            mounts,
+        }
+    }
+
+    /// The mount for `path` and the path below it, by whole segments.
+    fn route<'p>(&self, path: &'p str) -> Option<(&Mount, &'p str)> {
+        self.mounts.iter().find_map(|mount| {
+            if mount.path.is_empty() {
+                return Some((mount, path));
+            }
+            let rest = path.strip_prefix(mount.path.as_str())?;
+            match rest {
+                "" => Some((mount, rest)),
+                _ => Some((mount, rest.strip_prefix('/')?)),
+            }
+        })
+    }
+
+    /// The answer to one asking, without waiting: the key's public half,
+    /// a gate's refusal, or the plugin's answer.
+    async fn answer(&self, asked: &Asked<'_>) -> Answer {
+        let as_jwks = self.keys.jwks.as_deref() == Some(asked.path);
+        if as_jwks || self.keys.pem.as_deref() == Some(asked.path) {
+            return self.public_key(as_jwks).await;
+        }
+        let Some((mount, below)) = self.route(asked.path) else {
+            return Answer::plain(page(StatusCode::NOT_FOUND));
+        };
+        let request = provider::Request {
+            method: asked.method,
+            path: below,
+            query: asked.query,
+            trailing_slash: asked.trailing_slash,
+            headers: asked.headers,
+            body: asked.body,
+            peer: asked.peer,
+        };
+        let resolved = mount.provider.resolve(&request).await;
+        Answer::of(resolved, self.etags)
+    }
+
+    /// The signing key's public half, as a JWKS or as a PEM map.
+    async fn public_key(&self, as_jwks: bool) -> Answer {
+        let Some(key) = self.keys.signer.get().await else {
+            return Answer::plain(page(StatusCode::INTERNAL_SERVER_ERROR));
+        };
+        let document = if as_jwks {
+            jwt::jwks(&key)
+        } else {
+            jwt::pem_map(&key)
+        };
+        let body = Bytes::from(document.to_string());
+        let resolved = Resolved::Leaf {
+            body,
+            content_type: JSON,
+        };
+        Answer::of(resolved, self.etags)
+    }
+
+    /// The listener's headers, over whatever the plugin set.
+    fn finish(&self, mut response: Response<Body>) -> Response<Body> {
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        response
+    }
+}
+
+/// What a request asks, as every step sees it.
+struct Asked<'a> {
+    method: &'a Method,
+    /// Without the leading '/' or a trailing one.
+    path: &'a str,
+    trailing_slash: bool,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    peer: SocketAddr,
+}
+
+struct Answer {
+    response: Response<Body>,
+    /// Of a 200's body, when the listener keeps ETags.
+    etag: Option<HeaderValue>,
+}
+
+impl Answer {
+    fn plain(response: Response<Body>) -> Self {
+        Self {
+            response,
+            etag: None,
+        }
+    }
+
+    fn of(resolved: Resolved, etags: bool) -> Self {
+        let etag = etags.then(|| etag_of(&resolved)).flatten();
+        let mut response = match resolved {
+            Resolved::Leaf { body, content_type } => encoder::ok(body, content_type),
+            Resolved::Dir(listing) => encoder::listing(listing),
+            Resolved::NotFound => page(StatusCode::NOT_FOUND),
+            Resolved::Failed => page(StatusCode::INTERNAL_SERVER_ERROR),
+            Resolved::Busy => page(StatusCode::SERVICE_UNAVAILABLE),
+            Resolved::Shaped(shaped) => encoder::shaped(*shaped, page),
+        };
+        // The listener's own server name, not IMDS's.
+        response.headers_mut().remove(http::header::SERVER);
+        if let Some(etag) = &etag {
+            response.headers_mut().insert(ETAG, etag.clone());
+        }
+        Self { response, etag }
+    }
+}
+
+/// For a 200: 16 hex digits of its body's SHA-256, as GCE's ETags look.
+fn etag_of(resolved: &Resolved) -> Option<HeaderValue> {
+    let body = match resolved {
+        Resolved::Leaf { body, .. } | Resolved::Dir(body) => body,
+        Resolved::Shaped(shaped) if shaped.status == StatusCode::OK => &shaped.body.as_ref()?.0,
+        _ => return None,
+    };
+    let digest = Sha256::digest(body);
+    HeaderValue::from_str(&crate::hex::hex(&digest[..8])).ok()
+}
+
+/// The listener's own page for a status no plugin shaped.
+fn page(status: StatusCode) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {reason}\n", status.as_u16());
+    let mut response = encoder::ok(Bytes::from(body), provider::TEXT);
+    *response.status_mut() = status;
+    response
+}
+
+/// Serves one `[[listeners]]` entry from whichever configuration serves
+/// now: a reload swaps the flavour with the rest (its name and addresses
+/// need a restart, so `index` stays its place).
+pub struct FlavourHandler {
+    pub current: Arc<ArcSwap<Imds>>,
+    pub index: usize,
+    /// Long-polls parked now, and how many may be: past that they are
+    /// answered 503 at once, so they cannot take every connection.
+    pub parked: AtomicUsize,
+    pub max_parked: usize,
+}
+
+impl FlavourHandler {
+    fn flavour(&self) -> Option<(Arc<Imds>, Arc<Flavour>)> {
+        let imds = self.current.load_full();
+        let flavour = imds.flavours.get(self.index)?.clone();
+        Some((imds, flavour))
+    }
+}
+
+impl Handler for FlavourHandler {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        _local: SocketAddr,
+    ) -> Response<Body> {
+        let Some((imds, flavour)) = self.flavour() else {
+            return page(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let (parts, body) = request.into_parts();
+        let full_path = parts.uri.path();
+        let response = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(body) => {
+                let body = body.to_bytes();
+                let path = full_path.trim_start_matches('/');
+                let asked = Asked {
+                    method: &parts.method,
+                    path: path.strip_suffix('/').unwrap_or(path),
+                    trailing_slash: path.ends_with('/'),
+                    query: parts.uri.query(),
+                    headers: &parts.headers,
+                    body: &body,
+                    peer,
+                };
+                self.respond(&flavour, &asked).await
+            }
+            Err(_) => page(StatusCode::PAYLOAD_TOO_LARGE),
+        };
+        let response = flavour.finish(response);
+        imds.journal.record(Answered {
+            client: peer,
+            method: &parts.method,
+            path: full_path,
+            version: Version::Flavour,
+            status: Some(response.status().as_u16()),
+            role: None,
+            fault: None,
+        });
+        response
+    }
+}
+
+impl FlavourHandler {
+    async fn respond(&self, flavour: &Flavour, asked: &Asked<'_>) -> Response<Body> {
+        let wait = match flavour
+            .long_poll
+            .as_ref()
+            .map(|poll| Wait::asked(poll, asked.query))
+        {
+            None | Some(Ok(None)) => return flavour.answer(asked).await.response,
+            Some(Ok(Some(wait))) => wait,
+            Some(Err(reason)) => {
+                let mut response = page(StatusCode::BAD_REQUEST);
+                *response.body_mut() = Body::new(format!("{reason}\n"));
+                return response;
+            }
+        };
+        let taken = self
+            .parked
+            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_parked).then_some(n + 1));
+        if taken.is_err() {
+            let mut response = page(StatusCode::SERVICE_UNAVAILABLE);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(1));
+            return response;
+        }
+        let answer = self.long_poll(flavour, asked, wait).await;
+        self.parked.fetch_sub(1, Relaxed);
+        answer
+    }
+
+    /// Answers once the value's ETag differs from the one the client has
+    /// (or, without one, from the value now), or at the timeout with the
+    /// value then. Between askings it holds no plugin instance: it waits
+    /// on the server's change signal, then asks again.
+    async fn long_poll(&self, first: &Flavour, asked: &Asked<'_>, wait: Wait) -> Response<Body> {
+        let imds = self.current.load_full();
+        let mut changes = imds.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + wait.timeout;
+        let answer = first.answer(asked).await;
+        let Some(known) = wait.etag.or_else(|| answer.etag.clone()) else {
+            return answer.response;
+        };
+        let mut answer = answer;
+        while answer.etag.as_ref() == Some(&known) {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = imds.journal.until_stopping() => break,
+            }
+            // Marked seen before asking, so a change while asking wakes us again.
+            changes.borrow_and_update();
+            let Some((_, flavour)) = self.flavour() else {
+                break;
+            };
+            answer = flavour.answer(asked).await;
+        }
+        answer.response
+    }
+}
+
+/// A long-poll's terms, from the query.
+struct Wait {
+    etag: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl Wait {
+    /// `None` when the query does not ask to wait; an error names the bad
+    /// parameter.
+    fn asked(poll: &LongPollConfig, query: Option<&str>) -> Result<Option<Self>, String> {
+        let mut flag = false;
+        let mut wait = Wait {
+            etag: None,
+            timeout: MAX_WAIT,
+        };
+        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if name == poll.flag.as_str() {
+                flag = value.eq_ignore_ascii_case("true");
+            } else if name == poll.etag.as_str() {
+                wait.etag = HeaderValue::from_str(&value).ok();
+            } else if name == poll.timeout.as_str() {
+                let seconds: u64 = value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
+                    format!("{} must be a whole number of seconds above 0", poll.timeout)
+                })?;
+                wait.timeout = Duration::from_secs(seconds).min(MAX_WAIT);
+            }
+        }
+        Ok(flag.then_some(wait))
+    }
+}
