@@ -778,6 +778,39 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
             "plugins.0.limits.memory",
             "not a size",
         ),
+        // Contract 0.3.0: the plugin's own `init` refuses its configuration.
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"\nconfig = {{ refuse = \"zone must be set\" }}",
+                wasm("contract_v0_3").display()
+            ),
+            "plugins.0.config",
+            "plugin \"contract_v0_3\" refused it: zone must be set",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/\"\nlistener = \"gce\"",
+                wasm("contract_v0_3").display()
+            ),
+            "plugins.0.listener",
+            "no [[listeners]] entry named \"gce\"",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"\ngates = [{{ refuse_header = \"X-Forwarded-For\", unique_query = true, status = 400 }}]",
+                wasm("contract_v0_3").display()
+            ),
+            "plugins.0.gates.0.require_header",
+            "exactly one of",
+        ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"\ngates = [{{ refuse_header = \"X-Forwarded-For\", status = 200 }}]",
+                wasm("contract_v0_3").display()
+            ),
+            "plugins.0.gates.0.status",
+            "not an error status",
+        ),
     ] {
         let path = dir.path().join("ersatz.toml");
         std::fs::write(&path, format!("[[plugins]]\n{plugin}\n")).unwrap();
@@ -1005,4 +1038,181 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text(), "1");
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Contract 0.3.0 on the EC2 listener and on a listener of its own: each
+/// capability the host grants, and each check it makes of the answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_0_3_answers_with_its_own_status_and_headers_and_reaches_the_host() {
+    let contract = wasm("contract_v0_3");
+    let server = Ersatz::with_toml(&format!(
+        r#"
+[[listeners]]
+name = "test"
+listen = ["127.0.0.1:0"]
+keys = {{ jwks = "/keys" }}
+
+[[plugins]]
+name = "contract"
+mount = "/latest/meta-data/contract"
+wasm = "{contract}"
+
+[[plugins]]
+name = "leafy"
+mount = "/latest/meta-data/leafy"
+wasm = "{contract}"
+config = {{ shape = "leaf" }}
+
+[[plugins]]
+name = "on-a-listener"
+listener = "test"
+mount = "/v1"
+wasm = "{contract}"
+
+[[plugins]]
+mount = "/latest/meta-data/version"
+wasm = "{echo}"
+config = {{ version = "two" }}
+"#,
+        contract = contract.display(),
+        echo = wasm("echo_version").display()
+    ));
+    let at = |path: &str| format!("/latest/meta-data/contract/{path}");
+
+    // `init` said what each mount is: the leaf is listed without a slash.
+    let listing = server.get("/latest/meta-data/").await.text();
+    let entries: Vec<&str> = listing.lines().collect();
+    assert!(
+        entries.contains(&"leafy") && entries.contains(&"contract/"),
+        "{listing}"
+    );
+    assert_eq!(server.get("/latest/meta-data/leafy").await.text(), "a leaf");
+    // Older contracts are still served beside it.
+    assert_eq!(server.get("/latest/meta-data/version/version").await.text(), "two");
+
+    // Its own status and headers; content-type among them wins.
+    let teapot = server.get(&at("status/418")).await;
+    assert_eq!(
+        (teapot.status.as_u16(), teapot.text().as_str()),
+        (418, "status 418")
+    );
+    let good = server.get(&at("headers/good")).await;
+    assert_eq!(good.status, StatusCode::OK);
+    assert_eq!(good.header("content-type"), "application/json");
+    let plugin: Vec<_> = good.headers.get_all("x-plugin").iter().collect();
+    assert_eq!(plugin, ["yes", "twice"]);
+    // What it may not set is refused whole, as a failed call.
+    for refused in [
+        "status/99",
+        "status/600",
+        "status/101",
+        "headers/framing",
+        "headers/smuggle",
+    ] {
+        let reply = server.get(&at(refused)).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{refused}");
+        assert!(reply.headers.get("x-b").is_none() && reply.headers.get("x-a").is_none());
+    }
+    assert!(server
+        .stderr()
+        .contains("answered the header content-length, which only the server sets"));
+
+    // The host's clock, and its tree, leaf and listing told apart.
+    let now: u64 = server.get(&at("now")).await.text().parse().unwrap();
+    let ours = UNIX_EPOCH.elapsed().unwrap().as_millis() as u64;
+    assert!(now.abs_diff(ours) < 5_000, "host now {now}, ours {ours}");
+    let instance_id = server.get("/latest/meta-data/instance-id").await.text();
+    let leaf = server.get(&at("lookup/meta-data/instance-id")).await.json();
+    assert_eq!(leaf, serde_json::json!({ "leaf": instance_id }));
+    let listing = server.get(&at("lookup/meta-data/placement")).await.json();
+    assert!(
+        listing["listing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "availability-zone"),
+        "{listing}"
+    );
+    let many = server
+        .get(&at("lookup-many?meta-data/instance-id,meta-data/nothing"))
+        .await
+        .json();
+    assert_eq!(many, serde_json::json!([{ "leaf": instance_id }, null]));
+
+    // Signing: a JWT the listener's JWKS verifies, and the reasons it refuses.
+    let token = server.get(&at("sign?audience-one")).await.text();
+    let jwks = send(server.listener("test"), Method::GET, "/keys", &[])
+        .await
+        .json();
+    let claims = verify_rs256(&token, &jwks);
+    assert_eq!(claims["aud"], "audience-one");
+    let not_object = server.get(&at("sign-not-object")).await;
+    assert_eq!(
+        (not_object.status.as_u16(), not_object.text().as_str()),
+        (400, "the claims are not a JSON object")
+    );
+    assert!(server
+        .get(&at("sign-other-key"))
+        .await
+        .text()
+        .contains("no signing key with id"));
+
+    // On a listener of its own: POST bodies reach it, with the trailing slash.
+    let listener = server.listener("test");
+    let seen = send(listener, Method::GET, "/v1/request/?x=1", &[])
+        .await
+        .json();
+    assert_eq!(
+        (seen["path"].as_str(), seen["trailing_slash"].as_bool()),
+        (Some("request"), Some(true))
+    );
+    assert_eq!(seen["query"], "x=1");
+    // The store: kept between calls (each on a fresh instance).
+    let put = common::send_body(listener, Method::POST, "/v1/store/colour", &[], "blue").await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    assert_eq!(
+        send(listener, Method::GET, "/v1/store/colour", &[])
+            .await
+            .text(),
+        "blue"
+    );
+    let removed = common::send_body(listener, Method::POST, "/v1/store/colour", &[], "").await;
+    assert_eq!(removed.status, StatusCode::OK);
+    assert_eq!(
+        send(listener, Method::GET, "/v1/store/colour", &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// The claims of an RS256 JWT, once its signature verifies against a key of
+/// `jwks` (the one its header's `kid` names).
+fn verify_rs256(token: &str, jwks: &Value) -> Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use rsa::signature::Verifier;
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let header: Value = serde_json::from_slice(&decode(parts[0])).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["kid"] == header["kid"])
+        .unwrap_or_else(|| panic!("no key {} in {jwks}", header["kid"]));
+    let public = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(&decode(key["n"].as_str().unwrap())),
+        rsa::BigUint::from_bytes_be(&decode(key["e"].as_str().unwrap())),
+    )
+    .unwrap();
+    let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public);
+    let signature = rsa::pkcs1v15::Signature::try_from(decode(parts[2]).as_slice()).unwrap();
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    verifier
+        .verify(signed.as_bytes(), &signature)
+        .expect("the signature verifies");
+    serde_json::from_slice(&decode(parts[1])).unwrap()
 }

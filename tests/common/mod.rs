@@ -65,6 +65,8 @@ pub struct Ersatz {
     /// `http://127.0.0.1:PORT` of the metadata listener.
     pub url: String,
     pub admin_url: String,
+    /// Each `[[listeners]]` entry's name and URL, as announced.
+    pub listeners: Vec<(String, String)>,
     pub dir: TempDir,
 }
 
@@ -123,6 +125,14 @@ impl Ersatz {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("ersatz did not stop within 5 s of SIGTERM");
+    }
+
+    /// The URL of the `[[listeners]]` entry `name`.
+    pub fn listener(&self, name: &str) -> &str {
+        let found = self.listeners.iter().find(|(n, _)| n == name);
+        &found
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
+            .1
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -265,7 +275,7 @@ impl Builder {
                 }
             }
         });
-        let (mut url, mut admin_url) = (None, None);
+        let (mut url, mut admin_url, mut listeners) = (None, None, Vec::new());
         while url.is_none() || admin_url.is_none() {
             match announced.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => {
@@ -273,6 +283,11 @@ impl Builder {
                         url = Some(u.to_owned());
                     } else if let Some(u) = line.strip_prefix("ersatz: admin on ") {
                         admin_url = Some(u.to_owned());
+                    } else if let Some((name, u)) = line
+                        .strip_prefix("ersatz: ")
+                        .and_then(|rest| rest.split_once(" on "))
+                    {
+                        listeners.push((name.to_owned(), u.to_owned()));
                     }
                 }
                 Err(_) => {
@@ -287,6 +302,7 @@ impl Builder {
             child,
             url: url.unwrap(),
             admin_url: admin_url.unwrap(),
+            listeners,
             dir,
         }
     }
