@@ -230,6 +230,10 @@ pub struct FlavourHandler {
     /// answered 503 at once, so they cannot take every connection.
     pub parked: AtomicUsize,
     pub max_parked: usize,
+    /// Parked long-polls that ask again at once after a change: a change
+    /// wakes them all, and a thousand plugin calls at once would run past
+    /// their deadlines. They take turns instead.
+    pub asking_again: tokio::sync::Semaphore,
 }
 
 impl FlavourHandler {
@@ -334,6 +338,9 @@ impl FlavourHandler {
             }
             // Marked seen before asking, so a change while asking wakes us again.
             changes.borrow_and_update();
+            let Ok(_turn) = self.asking_again.acquire().await else {
+                break;
+            };
             let Some((_, flavour)) = self.flavour() else {
                 break;
             };

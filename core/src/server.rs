@@ -27,7 +27,7 @@ use crate::listener::{self, Handler};
 use crate::plugin::{
     Grants, Plugin, PluginEngine, PluginSource, PluginSpec, Shape, Stores, WasmProvider,
 };
-use crate::provider::events::Events;
+use crate::provider::events::{Events, EventsProvider};
 use crate::provider::iam::{self, ClientRoles, IamProvider};
 use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
@@ -36,6 +36,10 @@ use crate::router::Router;
 use crate::session::{ContainerTokens, Sessions};
 use crate::snapshot::Snapshot;
 use crate::state;
+
+/// Long-polls of one listener that ask their plugin again at once after a
+/// change, each on an instance of its own: a few per core.
+const ASKING_AGAIN: usize = 16;
 
 /// In-flight requests get this long to finish after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -112,7 +116,7 @@ struct Metadata {
     /// In `[[plugins]]` order.
     plugins: Vec<(Placement, Arc<Plugin>)>,
     /// Empty when replaying a snapshot.
-    event_mounts: Vec<(String, Arc<dyn Provider>)>,
+    event_mounts: Vec<(String, Arc<EventsProvider>)>,
 }
 
 impl App {
@@ -460,13 +464,26 @@ struct PluginHost {
     changes: Arc<Changes>,
 }
 
-/// The tree a plugin's `host.lookup` reads: swapped for the final one once
-/// every plugin's `init` has said what its mount is.
-struct PluginLookup(ArcSwap<StaticTree>);
+/// What a plugin's `host.lookup` reads: the events as they are now, and the
+/// tree, swapped for the final one once every plugin's `init` has said
+/// what its mount is.
+struct PluginLookup {
+    tree: ArcSwap<StaticTree>,
+    events: Vec<(String, Arc<EventsProvider>)>,
+}
 
 impl provider::Lookup for PluginLookup {
     fn value(&self, path: &str) -> Option<provider::TreeValue> {
-        self.0.load().value(path)
+        for (mount, events) in &self.events {
+            if let Some(below) = path.strip_prefix(mount.as_str()) {
+                match below.strip_prefix('/') {
+                    Some(below) => return events.value(below),
+                    None if below.is_empty() => return events.value(""),
+                    None => {}
+                }
+            }
+        }
+        self.tree.load().value(path)
     }
 }
 
@@ -527,7 +544,10 @@ async fn build_metadata(
             .map_err(|e| loaded.error(&e.key, e.reason))?,
     );
 
-    let lookup = Arc::new(PluginLookup(ArcSwap::new(tree)));
+    let lookup = Arc::new(PluginLookup {
+        tree: ArcSwap::new(tree),
+        events: event_mounts.clone(),
+    });
     let mut plugins = Vec::new();
     for ((i, plugin), mount) in config.plugins.iter().enumerate().zip(mounts) {
         let engine = engine.expect("an engine exists when plugins are configured");
@@ -562,7 +582,7 @@ async fn build_metadata(
             .build()
             .map_err(|e| loaded.error(&e.key, e.reason))?,
     );
-    lookup.0.store(tree.clone());
+    lookup.tree.store(tree.clone());
     Ok(Metadata {
         tree,
         instance,
@@ -592,7 +612,9 @@ async fn build_imds(
         (iam::MOUNT.to_owned(), iam),
         (identity::MOUNT.to_owned(), Arc::new(identity)),
     ];
-    mounts.extend(metadata.event_mounts);
+    for (mount, events) in metadata.event_mounts {
+        mounts.push((mount, events));
+    }
     let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
     let mut flavour_mounts: Vec<Vec<FlavourMount>> =
         config.listeners.iter().map(|_| Vec::new()).collect();
@@ -745,6 +767,7 @@ pub async fn start(
                 parked: AtomicUsize::new(0),
                 // Half the connections at most: the rest stay for answers.
                 max_parked: (server.max_connections / 2).max(1),
+                asking_again: tokio::sync::Semaphore::new(ASKING_AGAIN),
             })
         })
         .collect();

@@ -141,7 +141,7 @@ pub struct EventsProvider {
 
 /// What the events part mounts: `events/` always, `spot/` and
 /// `autoscaling/` when it is a spot instance or in an Auto Scaling group.
-pub fn mounts(events: &Arc<Events>) -> Vec<(String, Arc<dyn Provider>)> {
+pub fn mounts(events: &Arc<Events>) -> Vec<(String, Arc<EventsProvider>)> {
     let mut views = vec![(EVENTS_MOUNT, View::Events)];
     if events.spot_enabled {
         views.push((SPOT_MOUNT, View::Spot));
@@ -149,7 +149,7 @@ pub fn mounts(events: &Arc<Events>) -> Vec<(String, Arc<dyn Provider>)> {
     if events.autoscaling_enabled {
         views.push((AUTOSCALING_MOUNT, View::Autoscaling));
     }
-    let provider = |view| -> Arc<dyn Provider> {
+    let provider = |view| {
         Arc::new(EventsProvider {
             events: events.clone(),
             view,
@@ -161,15 +161,29 @@ pub fn mounts(events: &Arc<Events>) -> Vec<(String, Arc<dyn Provider>)> {
         .collect()
 }
 
+impl EventsProvider {
+    fn at(&self, path: &str) -> Resolved {
+        let (timeline, now) = self.events.now();
+        match self.view {
+            View::Spot => spot(&timeline, now, path),
+            View::Events => events(&timeline, now, path),
+            View::Autoscaling => autoscaling(&timeline, now, path),
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for EventsProvider {
     async fn resolve(&self, request: &Request<'_>) -> Resolved {
-        let (timeline, now) = self.events.now();
-        match self.view {
-            View::Spot => spot(&timeline, now, request.path),
-            View::Events => events(&timeline, now, request.path),
-            View::Autoscaling => autoscaling(&timeline, now, request.path),
-        }
+        self.at(request.path)
+    }
+}
+
+/// Plugins read the events as clients do (another cloud's flavour shows
+/// them in its own form).
+impl super::Lookup for EventsProvider {
+    fn value(&self, path: &str) -> Option<super::TreeValue> {
+        super::TreeValue::of(self.at(path))
     }
 }
 

@@ -86,6 +86,19 @@ pub enum TreeValue {
 }
 
 impl TreeValue {
+    /// A provider's value as a lookup sees it; nothing for anything else.
+    pub fn of(resolved: Resolved) -> Option<Self> {
+        let text = |body: &Bytes| String::from_utf8_lossy(body).into_owned();
+        match resolved {
+            Resolved::Leaf { body, .. } => Some(TreeValue::Leaf(text(&body))),
+            Resolved::Dir(listing) if listing.is_empty() => Some(TreeValue::Listing(Vec::new())),
+            Resolved::Dir(listing) => Some(TreeValue::Listing(
+                text(&listing).split('\n').map(str::to_owned).collect(),
+            )),
+            _ => None,
+        }
+    }
+
     /// As IMDS serves it: a listing is its entries, one per line.
     pub fn into_text(self) -> String {
         match self {

@@ -1,0 +1,490 @@
+//! Other clouds: the GCE and Azure flavours, each on a listener of its own
+//! and served by its shipped plugin as `examples/gce.toml` and
+//! `examples/azure.toml` mount them, read by Google's and Microsoft's own
+//! client libraries and cloud-init; and the wire rules the core keeps for
+//! them (gates, headers, ETags, long-polls).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{python, run_python, run_python_command, send, send_body, wasm, workspace, Ersatz};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const GOOGLE: (&str, &str) = ("Metadata-Flavor", "Google");
+const AZURE: (&str, &str) = ("Metadata", "true");
+
+/// An example configuration, served on free ports, with its plugin from
+/// this build.
+fn example(name: &str, extra: &str) -> String {
+    let text =
+        std::fs::read_to_string(workspace().join("examples").join(format!("{name}.toml"))).unwrap();
+    let shipped = format!("plugins/target/wasm32-wasip2/release/{name}.wasm");
+    assert!(
+        text.contains(&shipped),
+        "examples/{name}.toml mounts {shipped}"
+    );
+    let text = text.replace(&shipped, &wasm(name).display().to_string());
+    let (before, after) = text
+        .split_once("listen = [\"127.0.0.1:")
+        .expect("a listen line");
+    let (_, after) = after.split_once(']').unwrap();
+    format!("{extra}\n{before}listen = [\"127.0.0.1:0\"]{after}")
+}
+
+/// `host:port` of a listener's URL.
+fn authority(url: &str) -> &str {
+    url.strip_prefix("http://").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_and_cloud_init_read_the_gce_flavour() {
+    let server = Ersatz::with_toml(&example("gce", ""));
+    let gce = authority(server.listener("gce"));
+    let expect = json!({
+        "project_id": "ersatz-demo",
+        "email": "487362019455-compute@developer.gserviceaccount.com",
+        "token": "ya29.ersatz-demo-default",
+        "audience": "https://service.example/ersatz",
+    });
+    let script = workspace().join("tests/py/gce_clients.py");
+    let out = run_python(
+        &python(),
+        &[script.to_str().unwrap()],
+        &[
+            ("GCE_METADATA_HOST", gce),
+            ("GCE_METADATA_IP", gce),
+            ("ERSATZ_GCE_EXPECT", &expect.to_string()),
+        ],
+    );
+    let seen: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(seen["ping"], true, "{seen}");
+    assert_eq!(seen["access_token"]["token"], "ya29.ersatz-demo-default");
+    // verify_token checked the signature against ersatz's certs: these
+    // claims come from a token that verified.
+    let claims = &seen["id_token_claims"];
+    assert_eq!(claims["aud"], "https://service.example/ersatz");
+    assert_eq!(claims["email"], expect["email"]);
+    assert_eq!(claims["google"]["compute_engine"]["zone"], "europe-west2-b");
+
+    // Debian's cloud-init, its GCE datasource's own crawl.
+    let script = workspace().join("tests/py/gce_cloudinit.py");
+    let out = run_python_command(
+        std::process::Command::new("/usr/bin/python3"),
+        &[script.to_str().unwrap(), "--host", gce],
+        &[],
+    );
+    let read: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(read["ok"], true, "{read}");
+    assert_eq!(read["meta-data"]["instance-id"], "4306570268266786072");
+    assert_eq!(read["meta-data"]["availability-zone"], "europe-west2-b");
+    assert_eq!(read["derived"]["hostname"], "web-1");
+    assert!(
+        read["user-data"].to_string().contains("hostname: web-1"),
+        "{read}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gce_flavours_wire_rules() {
+    let server = Ersatz::with_toml(&example("gce", ""));
+    let gce = server.listener("gce");
+    let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        send(gce, Method::GET, path, headers)
+    };
+    // The gates, before the plugin; the flavour's header on every answer.
+    for (headers, why) in [
+        (&[][..], "no Metadata-Flavor"),
+        (
+            &[("Metadata-Flavor", "Amazon")][..],
+            "a wrong Metadata-Flavor",
+        ),
+        (
+            &[GOOGLE, ("X-Forwarded-For", "10.0.0.9")][..],
+            "X-Forwarded-For",
+        ),
+    ] {
+        let reply = send(gce, Method::GET, "/computeMetadata/v1/instance/id", headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{why}");
+        assert_eq!(reply.header("metadata-flavor"), "Google", "{why}");
+        assert!(reply.text().contains("403."), "{why}: {}", reply.text());
+    }
+    let root = get("/", &[GOOGLE]).await;
+    assert_eq!(
+        (root.status, root.text().as_str()),
+        (StatusCode::OK, "computeMetadata/\n")
+    );
+    // A directory without its slash is moved there, query and all.
+    let moved = get("/computeMetadata/v1/instance?alt=json", &[GOOGLE]).await;
+    assert_eq!(moved.status, StatusCode::MOVED_PERMANENTLY);
+    assert!(moved
+        .header("location")
+        .ends_with("/computeMetadata/v1/instance/?alt=json"));
+    // Leaves as text, or as JSON; every 200 has a content type and an ETag.
+    let id = get("/computeMetadata/v1/instance/id", &[GOOGLE]).await;
+    assert_eq!(id.text(), "4306570268266786072");
+    assert_eq!(id.header("content-type"), "application/text");
+    let as_json = get("/computeMetadata/v1/instance/id?alt=json", &[GOOGLE]).await;
+    assert_eq!(as_json.json(), json!(4306570268266786072u64));
+    assert_eq!(as_json.header("content-type"), "application/json");
+    let again = get("/computeMetadata/v1/instance/id", &[GOOGLE]).await;
+    assert_eq!(
+        id.header("etag"),
+        again.header("etag"),
+        "an ETag names the value"
+    );
+    // recursive (in any case): the subtree as JSON, GCE's own names in camelCase,
+    // the user's attribute names as written.
+    let tree = get("/computeMetadata/v1/instance/?recursive=TRUE", &[GOOGLE])
+        .await
+        .json();
+    assert_eq!(
+        tree["machineType"], "projects/487362019455/machineTypes/e2-standard-4",
+        "{tree}"
+    );
+    assert_eq!(
+        tree["networkInterfaces"][0]["accessConfigs"][0]["externalIp"],
+        "34.89.10.20"
+    );
+    assert_eq!(tree["attributes"]["enable-oslogin"], "FALSE");
+    let text = get(
+        "/computeMetadata/v1/instance/attributes/?recursive=true&alt=text",
+        &[GOOGLE],
+    )
+    .await;
+    assert!(
+        text.text().lines().any(|l| l == "enable-oslogin FALSE"),
+        "{}",
+        text.text()
+    );
+    let missing = get("/computeMetadata/v1/instance/nothing", &[GOOGLE]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.header("metadata-flavor"), "Google");
+    // The certificates ID tokens are verified with need no header, as Google's.
+    let certs = get("/oauth2/v1/certs", &[]).await.json();
+    assert!(certs.as_object().unwrap().values().all(|pem| pem
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----")));
+}
+
+/// `[plugins.config.instance.attributes]` of the GCE example, as `role`.
+fn gce_with_role(role: &str, extra: &str) -> String {
+    let config = example("gce", extra);
+    let marker = "enable-oslogin = \"FALSE\"";
+    assert!(config.contains(marker));
+    config.replace(marker, &format!("{marker}, role = \"{role}\""))
+}
+
+async fn reload(server: &Ersatz, config: &str) {
+    std::fs::write(server.dir.path().join("ersatz.toml"), config).unwrap();
+    let reloaded = send(&server.admin_url, Method::POST, "/reload", &[]).await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text());
+}
+
+const ROLE: &str = "/computeMetadata/v1/instance/attributes/role";
+
+fn waiting(etag: &str, timeout_sec: u64) -> String {
+    format!("{ROLE}?wait_for_change=true&last_etag={etag}&timeout_sec={timeout_sec}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_change_answers_a_stale_etag_at_once_a_change_when_it_comes_and_the_timeout() {
+    let server = Ersatz::with_toml(&gce_with_role("web", ""));
+    let gce = server.listener("gce").to_owned();
+    let now = send(&gce, Method::GET, ROLE, &[GOOGLE]).await;
+    let etag = now.header("etag").to_owned();
+
+    // A stale ETag: the value now, at once.
+    let stale_path = waiting("0000000000000000", 300);
+    let stale = send(&gce, Method::GET, &stale_path, &[GOOGLE]);
+    let stale = tokio::time::timeout(Duration::from_secs(20), stale).await;
+    assert_eq!(
+        stale.expect("a stale ETag is answered at once").text(),
+        "web"
+    );
+
+    // The current ETag: parked until a change arrives over the admin API.
+    let parked = tokio::spawn({
+        let gce = gce.clone();
+        let path = waiting(&etag, 300);
+        async move { send(&gce, Method::GET, &path, &[GOOGLE]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!parked.is_finished(), "answered before anything changed");
+    reload(&server, &gce_with_role("db", "")).await;
+    let changed = tokio::time::timeout(Duration::from_secs(20), parked)
+        .await
+        .expect("a change wakes a parked request")
+        .unwrap();
+    assert_eq!(changed.text(), "db");
+    assert_ne!(changed.header("etag"), etag);
+
+    // Nothing changes: the value as it is, after timeout_sec.
+    let etag = changed.header("etag").to_owned();
+    let started = Instant::now();
+    let timed_out = send(&gce, Method::GET, &waiting(&etag, 2), &[GOOGLE]).await;
+    assert_eq!(timed_out.text(), "db");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    let bad = send(&gce, Method::GET, &waiting(&etag, 0), &[GOOGLE]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn plugin_calls(server: &Ersatz) -> u64 {
+    let metrics = send(&server.admin_url, Method::GET, "/metrics", &[])
+        .await
+        .text();
+    common::metric(&metrics, "ersatz_plugin_calls_total{plugin=\"gce\"}")
+}
+
+/// A thousand clients waiting for a change hold no plugin instance and
+/// little memory, and all of them hear of the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_parked_waiters_cost_no_plugin_instances_and_bounded_memory() {
+    const WAITERS: usize = 1000;
+    raise_open_files_limit();
+    let server_config = "[server]\nmax_connections = 4096\nmax_connections_per_client = 4096\n";
+    let server = Ersatz::with_toml(&gce_with_role("web", server_config));
+    let gce = server.listener("gce").to_owned();
+    let etag = send(&gce, Method::GET, ROLE, &[GOOGLE])
+        .await
+        .header("etag")
+        .to_owned();
+    let before_calls = plugin_calls(&server).await;
+    let before_rss = vm_rss_kib(server.pid());
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let (gce, path) = (gce.clone(), waiting(&etag, 300));
+            tokio::spawn(async move { send(&gce, Method::GET, &path, &[GOOGLE]).await })
+        })
+        .collect();
+    // Each asked the plugin once, then parked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while plugin_calls(&server).await < before_calls + WAITERS as u64 {
+        assert!(Instant::now() < deadline, "the waiters never all asked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parked_calls = plugin_calls(&server).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        plugin_calls(&server).await,
+        parked_calls,
+        "parked waiters called the plugin"
+    );
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "a waiter was answered before any change"
+    );
+    let grown_kib = vm_rss_kib(server.pid()).saturating_sub(before_rss);
+    assert!(
+        grown_kib < 64 * 1024,
+        "{WAITERS} parked waiters grew the server by {grown_kib} KiB"
+    );
+
+    reload(&server, &gce_with_role("db", server_config)).await;
+    for waiter in waiters {
+        let reply = tokio::time::timeout(Duration::from_secs(60), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.text(), "db");
+    }
+}
+
+/// The client side of a thousand connections needs more descriptors than
+/// some machines' default soft limit (1024).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit write and read only `limit`.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max.min(16384);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+fn azure_expectations(server: &Ersatz) -> Value {
+    json!({
+        "resource": "https://management.azure.com",
+        "tenant": "72f1c5a0-3b8e-4d2a-9c6f-0e4b7d1a2c3e",
+        "system_client_id": "0e8b5c2a-6d41-4f7e-9a3b-c1d2e3f40516",
+        "user_client_id": "4a5b6c7d-8e9f-4a0b-9c1d-2e3f4a5b6c7d",
+        "jwks_url": format!("{}/keys/jwks", server.listener("azure")),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_identity_gets_verifiable_tokens_from_the_azure_flavour() {
+    let server = Ersatz::with_toml(&example("azure", ""));
+    let expect = azure_expectations(&server);
+    let script = workspace().join("tests/py/azure_clients.py");
+    let out = run_python(
+        &python(),
+        &[script.to_str().unwrap()],
+        &[
+            (
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                server.listener("azure"),
+            ),
+            ("ERSATZ_AZURE_EXPECT", &expect.to_string()),
+        ],
+    );
+    let seen: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    // Each token verified against ersatz's JWKS in the script.
+    assert_eq!(
+        seen["system"]["appid"], expect["system_client_id"],
+        "{seen}"
+    );
+    assert_eq!(seen["system"]["aud"], "https://management.azure.com");
+    assert_eq!(seen["user"]["appid"], expect["user_client_id"]);
+    assert!(
+        seen["unknown"]
+            .as_str()
+            .unwrap()
+            .contains("Identity not found"),
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_azure_flavours_wire_rules() {
+    let server = Ersatz::with_toml(&example("azure", ""));
+    let azure = server.listener("azure");
+    let instance = "/metadata/instance?api-version=2021-02-01";
+    let refused = |reply: common::Reply, why: &str| {
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{why}: {}",
+            reply.text()
+        );
+        reply.json()
+    };
+    let no_header = refused(
+        send(azure, Method::GET, instance, &[]).await,
+        "no Metadata header",
+    );
+    assert_eq!(
+        no_header["error"],
+        "Bad request. Required metadata header not specified"
+    );
+    refused(
+        send(azure, Method::GET, instance, &[("Metadata", "false")]).await,
+        "Metadata: false",
+    );
+    refused(
+        send(
+            azure,
+            Method::GET,
+            instance,
+            &[AZURE, ("X-Forwarded-For", "10.1.1.1")],
+        )
+        .await,
+        "XFF",
+    );
+    let twice = "/metadata/instance?api-version=2021-02-01&api-version=2021-02-01";
+    refused(
+        send(azure, Method::GET, twice, &[AZURE]).await,
+        "a repeated parameter",
+    );
+    for (path, why) in [
+        ("/metadata/instance", "no api-version"),
+        (
+            "/metadata/instance?api-version=2001-01-01",
+            "an unknown api-version",
+        ),
+    ] {
+        let body = refused(send(azure, Method::GET, path, &[AZURE]).await, why);
+        assert!(
+            body["newest-versions"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty()),
+            "{why}: {body}"
+        );
+    }
+    let versions = send(azure, Method::GET, "/metadata/versions", &[AZURE]).await;
+    assert_eq!(versions.status, StatusCode::OK);
+    assert!(versions.json()["apiVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "2021-02-01"));
+    // Every value a string; drill down by path; text for a leaf.
+    let document = send(azure, Method::GET, instance, &[AZURE]).await.json();
+    assert_eq!(document["compute"]["name"], "web-1");
+    assert_eq!(
+        document["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"],
+        "10.1.0.4"
+    );
+    let vm_size = "/metadata/instance/compute/vmSize?api-version=2021-02-01&format=text";
+    assert_eq!(
+        send(azure, Method::GET, vm_size, &[AZURE]).await.text(),
+        "Standard_D4s_v5"
+    );
+    let token =
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net";
+    let token = send(azure, Method::GET, token, &[AZURE]).await.json();
+    for field in ["expires_in", "expires_on", "not_before"] {
+        assert!(
+            token[field]
+                .as_str()
+                .is_some_and(|n| n.parse::<u64>().is_ok()),
+            "{field}: {token}"
+        );
+    }
+    let unknown = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=r&client_id=00000000-0000-0000-0000-000000000000";
+    let unknown = refused(
+        send(azure, Method::GET, unknown, &[AZURE]).await,
+        "an unknown identity",
+    );
+    assert_eq!(unknown["error"], "invalid_request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_scheduled_events_come_from_run_time_events_and_are_approved_by_post() {
+    let server = Ersatz::with_toml(&example("azure", ""));
+    let azure = server.listener("azure");
+    let events = "/metadata/scheduledevents?api-version=2020-07-01";
+    let none = send(azure, Method::GET, events, &[AZURE]).await.json();
+    assert_eq!(none["Events"], json!([]), "{none}");
+    let first = none["DocumentIncarnation"].as_u64().unwrap();
+
+    // The operator's spot notice, over the admin API, as for EC2.
+    let spot = send_body(
+        &server.admin_url,
+        Method::POST,
+        "/events/spot",
+        &[],
+        r#"{"in": "10m"}"#,
+    )
+    .await;
+    assert_eq!(spot.status, StatusCode::OK, "{}", spot.text());
+    let scheduled = send(azure, Method::GET, events, &[AZURE]).await.json();
+    let event = &scheduled["Events"][0];
+    assert_eq!(event["EventType"], "Preempt", "{scheduled}");
+    assert_eq!(event["EventStatus"], "Scheduled");
+    assert!(scheduled["DocumentIncarnation"].as_u64().unwrap() > first);
+
+    let approve = json!({ "StartRequests": [{ "EventId": event["EventId"] }] }).to_string();
+    let approved = send_body(azure, Method::POST, events, &[AZURE], &approve).await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    let started = send(azure, Method::GET, events, &[AZURE]).await.json();
+    assert_eq!(started["Events"][0]["EventStatus"], "Started", "{started}");
+    let unknown = json!({ "StartRequests": [{ "EventId": "no-such-event" }] }).to_string();
+    let refused = send_body(azure, Method::POST, events, &[AZURE], &unknown).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
