@@ -1088,7 +1088,10 @@ config = {{ version = "two" }}
     );
     assert_eq!(server.get("/latest/meta-data/leafy").await.text(), "a leaf");
     // Older contracts are still served beside it.
-    assert_eq!(server.get("/latest/meta-data/version/version").await.text(), "two");
+    assert_eq!(
+        server.get("/latest/meta-data/version/version").await.text(),
+        "two"
+    );
 
     // Its own status and headers; content-type among them wins.
     let teapot = server.get(&at("status/418")).await;
