@@ -260,7 +260,10 @@ struct Shared {
 /// A call's store data: WASI with nothing granted, the limits, and what
 /// `host` hands out.
 pub struct State {
-    wasi: WasiCtx,
+    /// Made on a plugin's first WASI call: most make none (and one built
+    /// for `wasm32-unknown-unknown` imports none), and making it is a good
+    /// part of a call's cost.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     limits: StoreLimits,
     shared: Arc<Shared>,
@@ -268,8 +271,12 @@ pub struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self.wasi.get_or_insert_with(|| {
+            // Deny-by-default: no files, environment, arguments or network.
+            WasiCtx::builder().allow_tcp(false).allow_udp(false).build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -325,7 +332,7 @@ impl Plugin {
         };
         let pre = &self.pres[slot.engine];
         let state = State {
-            wasi: WasiCtx::builder().allow_tcp(false).allow_udp(false).build(),
+            wasi: None,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.memory)
