@@ -5,7 +5,7 @@
 #
 # Needs the musl Rust target for this machine (e.g. x86_64-unknown-linux-musl) and Debian's musl-tools
 # (for the C in ring), and podman or docker. With --with-plugins, the
-# shipped plugins (plugins/, for wasm32-wasip2) are built and put in /plugins.
+# shipped plugins (plugins/, for wasm32-unknown-unknown) are built and put in /plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +30,14 @@ trap 'rm -rf "$context"' EXIT
 cp "$target_dir/$target/release/ersatz" "$context/ersatz"
 mkdir "$context/plugins"
 if $with_plugins; then
-  cargo build --release --locked --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
-    --target-dir plugins/target
-  # The shipped plugins, not the template (nor the test plugins that share
-  # this target directory).
+  # In plugins/, whose .cargo/config.toml names the component linker.
+  (cd plugins && cargo build --release --locked --target wasm32-unknown-unknown)
+  # The shipped plugins, not the template or the allocator crate (nor the
+  # test plugins that share this target directory).
   for dir in plugins/*/; do
     name=$(basename "$dir")
-    [ "$name" = template ] || [ "$name" = target ] && continue
-    cp "plugins/target/wasm32-wasip2/release/${name//-/_}.wasm" "$context/plugins/"
+    case "$name" in template | target | bump-alloc) continue ;; esac
+    cp "plugins/target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$context/plugins/"
   done
 fi
 cp core/Containerfile "$context/Containerfile"

@@ -20,7 +20,7 @@ const AZURE: (&str, &str) = ("Metadata", "true");
 fn example(name: &str, extra: &str) -> String {
     let text =
         std::fs::read_to_string(workspace().join("examples").join(format!("{name}.toml"))).unwrap();
-    let shipped = format!("plugins/target/wasm32-wasip2/release/{name}.wasm");
+    let shipped = format!("plugins/target/wasm32-unknown-unknown/release/{name}.wasm");
     assert!(
         text.contains(&shipped),
         "examples/{name}.toml mounts {shipped}"
@@ -298,7 +298,12 @@ async fn a_thousand_parked_waiters_cost_no_plugin_instances_and_bounded_memory()
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(reply.text(), "db");
+        let failures = || {
+            let stderr = server.stderr();
+            let failed = stderr.lines().filter(|l| l.contains("call failed"));
+            failed.take(3).collect::<Vec<_>>().join("\n")
+        };
+        assert_eq!(reply.text(), "db", "{}", failures());
     }
 }
 

@@ -30,14 +30,19 @@ if ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
 fi
 export ERSATZ_TEST_PYTHON="$venv/bin/python"
 
-say "building the WebAssembly plugins (shipped and test-only) for wasm32-wasip2"
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
-fi
+say "building the WebAssembly plugins: shipped (wasm32-unknown-unknown, no WASI) and test-only (wasm32-wasip2)"
+for target in wasm32-unknown-unknown wasm32-wasip2; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    rustup target add "$target"
+  fi
+done
 # One target dir for both workspaces, so shared dependencies build once.
 plugin_target="$root/plugins/target"
-cargo build --quiet --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml --target-dir "$plugin_target"
+# In plugins/, whose .cargo/config.toml names the component linker.
+(cd plugins && cargo build --quiet --release --target wasm32-unknown-unknown)
 cargo build --quiet --release --target wasm32-wasip2 --manifest-path tests/plugins/Cargo.toml --target-dir "$plugin_target"
+say "the shipped plugins' own unit tests (native)"
+(cd plugins && cargo test --quiet)
 
 if [ "$(id -u)" = 0 ]; then
   say "building the image (a static musl binary FROM scratch, with the shipped plugins)"

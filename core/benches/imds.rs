@@ -159,7 +159,8 @@ fn main() {
     if plugin.is_none() {
         println!(
             "{:<24} {:>12}",
-            "plugin GET", "n/a: build plugins/ for wasm32-wasip2 first (tests/run.sh does)"
+            "plugin GET",
+            "n/a: build plugins/ for wasm32-unknown-unknown first (tests/run.sh does)"
         );
     }
     println!(
@@ -564,7 +565,7 @@ fn rss_mib(pid: u32) -> f64 {
 /// directory holding it lives as long as the returned value.
 fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release/public_keys.wasm");
+        .join("../plugins/target/wasm32-unknown-unknown/release/public_keys.wasm");
     if !wasm.is_file() {
         return None;
     }

@@ -37,10 +37,6 @@ use crate::session::{ContainerTokens, Sessions};
 use crate::snapshot::Snapshot;
 use crate::state;
 
-/// Long-polls of one listener that ask their plugin again at once after a
-/// change, each on an instance of its own: a few per core.
-const ASKING_AGAIN: usize = 16;
-
 /// In-flight requests get this long to finish after a stop signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -759,6 +755,7 @@ pub async fn start(
         );
         tasks.push(tokio::spawn(serve));
     }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let handlers: Vec<Arc<FlavourHandler>> = (0..loaded_listeners)
         .map(|index| {
             Arc::new(FlavourHandler {
@@ -767,7 +764,9 @@ pub async fn start(
                 parked: AtomicUsize::new(0),
                 // Half the connections at most: the rest stay for answers.
                 max_parked: (server.max_connections / 2).max(1),
-                asking_again: tokio::sync::Semaphore::new(ASKING_AGAIN),
+                // One per core: more only wait on each other, and a
+                // call's deadline counts the wait.
+                asking_again: tokio::sync::Semaphore::new(cores),
             })
         })
         .collect();

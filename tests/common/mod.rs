@@ -778,10 +778,18 @@ pub fn metric(text: &str, name: &str) -> u64 {
 }
 
 /// A plugin built by tests/run.sh (shipped ones and test ones share a target dir).
+/// A built plugin: a shipped one (`plugins/`, built for
+/// wasm32-unknown-unknown) or a test one (`tests/plugins/`, wasm32-wasip2).
 pub fn wasm(name: &str) -> PathBuf {
-    let path = workspace()
-        .join("plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+    let built = workspace().join("plugins/target");
+    let file = format!("{name}.wasm");
+    let shipped = built.join("wasm32-unknown-unknown/release").join(&file);
+    let test = built.join("wasm32-wasip2/release").join(&file);
+    let shipped_plugin = workspace()
+        .join("plugins")
+        .join(name.replace('_', "-"))
+        .is_dir();
+    let path = if shipped_plugin { shipped } else { test };
     assert!(
         path.is_file(),
         "{} is missing: run tests/run.sh, which builds the plugins",

@@ -169,6 +169,14 @@ impl Pre {
         }
     }
 
+    /// Whether its contract has `init` (0.3.0 on).
+    fn has_init(&self) -> bool {
+        match self {
+            Pre::V0_1(_) | Pre::V0_2(_) => false,
+            Pre::V0_3(_) => true,
+        }
+    }
+
     fn is_credential_source(&self) -> bool {
         match self {
             Pre::V0_1(pre) => pre.is_credential_source(),
@@ -188,7 +196,8 @@ impl Pre {
 
 impl Instance {
     /// The mount's shape, or why the plugin refuses its configuration;
-    /// `None` from plugins older than 0.3.0, which have no `init`.
+    /// `None` from plugins older than 0.3.0, which have no `init` (and
+    /// are not instantiated to ask).
     async fn init(
         &self,
         store: &mut Store<State>,
@@ -357,6 +366,9 @@ impl Plugin {
     /// the mount's shape, `None` for older plugins, or the plugin's reason
     /// for refusing its configuration (or its failure).
     pub async fn init(&self) -> Result<Option<types::Shape>, String> {
+        if !self.pres[0].has_init() {
+            return Ok(None);
+        }
         let mut call = self.start().await.map_err(|f| f.to_string())?;
         let config = self.shared.config.clone();
         let run = async {

@@ -3,6 +3,9 @@
 
 wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit/v0.2.0" });
 
+// Every call is a fresh instance: allocation only moves a pointer on.
+use bump_alloc as _;
+
 use ersatz::plugin::host;
 use ersatz::plugin::types::{Answer, Leaf, Request, Response};
 use exports::ersatz::plugin::provider::Guest;

@@ -4,6 +4,9 @@
 
 wit_bindgen::generate!({ world: "metadata-plugin", path: "../../wit/v0.2.0" });
 
+// Every call is a fresh instance: allocation only moves a pointer on.
+use bump_alloc as _;
+
 mod derive;
 mod interface;
 

@@ -4,12 +4,13 @@
 //! EC2's role credentials do. For testing how software refreshes
 //! credentials; AWS accepts none of them. It serves no paths.
 
-wit_bindgen::generate!({ world: "credential-plugin", path: "../../wit/v0.2.0" });
+wit_bindgen::generate!({ world: "credential-plugin", path: "../../wit/v0.3.0" });
 
-use std::time::{SystemTime, UNIX_EPOCH};
+// Every call is a fresh instance: allocation only moves a pointer on.
+use bump_alloc as _;
 
 use ersatz::plugin::host;
-use ersatz::plugin::types::{Answer, Credentials, Request, Response};
+use ersatz::plugin::types::{Answer, Credentials, Request, Response, Shape};
 use exports::ersatz::plugin::{credential_source, provider};
 use serde::Deserialize;
 
@@ -31,10 +32,27 @@ fn one_hour() -> u64 {
 
 struct RotatingKeys;
 
+/// The configuration, checked.
+fn config(json: &str) -> Result<Config, String> {
+    let config: Config =
+        serde_json::from_str(json).map_err(|e| format!("rotating-keys: invalid config: {e}"))?;
+    if config.rotate_every < 2 {
+        return Err("rotating-keys: rotate_every must be at least 2 seconds".into());
+    }
+    Ok(config)
+}
+
 impl provider::Guest for RotatingKeys {
+    /// A bad configuration stops start-up, not the first fetch.
+    fn init(json: String) -> Result<Shape, String> {
+        config(&json).map(|_| Shape::Directory)
+    }
+
     fn resolve(_: Request) -> Result<Answer, String> {
         Ok(Answer {
             response: Response::NotFound,
+            status: None,
+            headers: Vec::new(),
             max_age: 0,
         })
     }
@@ -42,15 +60,9 @@ impl provider::Guest for RotatingKeys {
 
 impl credential_source::Guest for RotatingKeys {
     fn fetch() -> Result<Credentials, String> {
-        let config: Config = serde_json::from_str(&host::config())
-            .map_err(|e| format!("rotating-keys: invalid config: {e}"))?;
-        if config.rotate_every < 2 {
-            return Err("rotating-keys: rotate_every must be at least 2 seconds".into());
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
+        let config = config(&host::config())?;
+        // The host's clock: this plugin imports no WASI.
+        let now = host::now() / 1000;
         let period = now / config.rotate_every;
         let expiration = (period + 2)
             .checked_mul(config.rotate_every)

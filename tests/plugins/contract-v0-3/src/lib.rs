@@ -99,11 +99,19 @@ impl Guest for Contract {
         }
         Ok(match path {
             "" if matches!(shape(), Shape::Leaf) => answer(text("a leaf"), None, &[]),
-            "" => answer(Response::Directory(vec!["now".into(), "status/".into()]), None, &[]),
+            "" => answer(
+                Response::Directory(vec!["now".into(), "status/".into()]),
+                None,
+                &[],
+            ),
             "headers/good" => answer(
                 text("{}"),
                 None,
-                &[("content-type", "application/json"), ("x-plugin", "yes"), ("x-plugin", "twice")],
+                &[
+                    ("content-type", "application/json"),
+                    ("x-plugin", "yes"),
+                    ("x-plugin", "twice"),
+                ],
             ),
             "headers/framing" => answer(text("x"), None, &[("content-length", "1")]),
             "headers/smuggle" => answer(text("x"), None, &[("x-a", "1\r\nx-b: 2")]),
@@ -113,7 +121,10 @@ impl Guest for Contract {
                 let found: Vec<Json> = host::lookup_many(&paths).into_iter().map(as_json).collect();
                 answer(text(Json::from(found).to_string()), None, &[])
             }
-            "sign" => sign(&json!({ "aud": query, "iat": host::now() / 1000 }).to_string(), None),
+            "sign" => sign(
+                &json!({ "aud": query, "iat": host::now() / 1000 }).to_string(),
+                None,
+            ),
             "sign-not-object" => sign("[1]", None),
             "sign-other-key" => sign("{}", Some("not-the-hosts")),
             "request" => {
