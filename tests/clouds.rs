@@ -110,6 +110,37 @@ async fn the_gce_flavours_wire_rules() {
         assert_eq!(reply.header("metadata-flavor"), "Google", "{why}");
         assert!(reply.text().contains("403."), "{why}: {}", reply.text());
     }
+    // Every listener's DNS-rebinding and browser defences apply here too:
+    // a page that rebinds a name to this address could send the header.
+    for (header, why) in [
+        ("Host", "a Host it does not serve"),
+        ("Origin", "a web page"),
+    ] {
+        let headers = [GOOGLE, (header, "rebound.example")];
+        let reply = send(
+            gce,
+            Method::GET,
+            "/computeMetadata/v1/instance/id",
+            &headers,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{why}");
+    }
+    let named = [GOOGLE, ("Host", "metadata.google.internal")];
+    let reply = send(gce, Method::GET, "/computeMetadata/v1/instance/id", &named).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a name in the listener's hosts"
+    );
+    // Another spelling of a path cannot reach a mount past its gates.
+    for path in [
+        "/./computeMetadata/v1/instance/id",
+        "/computeMetadata/v1//instance/id",
+        "/x/../computeMetadata/v1/",
+    ] {
+        assert_eq!(get_path(gce, path).await, StatusCode::BAD_REQUEST, "{path}");
+    }
     let root = get("/", &[GOOGLE]).await;
     assert_eq!(
         (root.status, root.text().as_str()),
@@ -167,6 +198,10 @@ async fn the_gce_flavours_wire_rules() {
         .as_str()
         .unwrap()
         .starts_with("-----BEGIN CERTIFICATE-----")));
+}
+
+async fn get_path(listener: &str, path: &str) -> StatusCode {
+    send(listener, Method::GET, path, &[GOOGLE]).await.status
 }
 
 /// `[plugins.config.instance.attributes]` of the GCE example, as `role`.
@@ -492,4 +527,63 @@ async fn azure_scheduled_events_come_from_run_time_events_and_are_approved_by_po
     let unknown = json!({ "StartRequests": [{ "EventId": "no-such-event" }] }).to_string();
     let refused = send_body(azure, Method::POST, events, &[AZURE], &unknown).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}
+
+/// Long-polls whose clients gave up give their places back, and a body
+/// that never comes is given `server.client_timeout`, not forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn parked_places_come_back_when_clients_go_and_slow_bodies_time_out() {
+    // max_parked is half of max_connections: 4.
+    let limits = "[server]\nmax_connections = 8\nclient_timeout = \"1s\"\n";
+    let server = Ersatz::with_toml(&gce_with_role("web", limits));
+    let gce = server.listener("gce").to_owned();
+    let etag = send(&gce, Method::GET, ROLE, &[GOOGLE])
+        .await
+        .header("etag")
+        .to_owned();
+    for _ in 0..6 {
+        // Parked, then given up on by its client.
+        let path = waiting(&etag, 300);
+        let parked = send(&gce, Method::GET, &path, &[GOOGLE]);
+        assert!(tokio::time::timeout(Duration::from_millis(300), parked)
+            .await
+            .is_err());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let timed = send(&gce, Method::GET, &waiting(&etag, 1), &[GOOGLE]).await;
+    assert_eq!(
+        timed.status,
+        StatusCode::OK,
+        "parked places leaked: {}",
+        timed.text()
+    );
+
+    // A POST that promises a body and sends none.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(authority(&gce))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /computeMetadata/v1/instance/id HTTP/1.1\r\nHost: {}\r\nMetadata-Flavor: Google\r\nContent-Length: 100\r\n\r\n",
+        authority(&gce)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = stream.read_to_string(&mut answer);
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("answered")
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[test]
+fn config_show_keeps_plugins_secrets_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gce.toml");
+    std::fs::write(&path, example("gce", "")).unwrap();
+    let shown = common::ersatz(&["config", "show", "--config", path.to_str().unwrap()], &[]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("plugins.0.config.project_id"), "{shown}");
+    assert!(!shown.contains("ya29.ersatz-demo-default"), "{shown}");
 }

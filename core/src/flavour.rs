@@ -8,11 +8,12 @@
 //! - long-polls, parked without a plugin instance until something changes;
 //! - the signing key's public half, as a JWKS and as a PEM map.
 //!
-//! A request: key paths, or route → gates (see [`crate::gate`]) → plugin
-//! (once, or until its value changes) → headers → journal.
+//! A request: guard → body → key paths, or route → gates (see
+//! [`crate::gate`]) → plugin (once, or until its value changes) → headers
+//! → journal and access log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,15 +21,16 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{ETAG, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ListenerConfig, LongPollConfig};
 use crate::encoder::{self, Body};
+use crate::guard::Guard;
 use crate::imds::Imds;
 use crate::journal::{Answered, Version};
-use crate::listener::Handler;
+use crate::listener::{Counted, Handler};
 use crate::provider::identity::SigningKey;
 use crate::provider::{self, jwt, Provider, Resolved};
 
@@ -42,6 +44,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// One `[[listeners]]` entry, as this configuration builds it.
 pub struct Flavour {
     pub name: String,
+    /// The Host allow-list and browser filter every listener applies.
+    guard: Guard,
     headers: Vec<(HeaderName, HeaderValue)>,
     etags: bool,
     long_poll: Option<LongPollConfig>,
@@ -65,7 +69,12 @@ pub struct Mount {
 
 impl Flavour {
     /// `listener` checked; `mounts` are the plugins mounted on it.
-    pub fn new(listener: &ListenerConfig, mut mounts: Vec<Mount>, signer: Arc<SigningKey>) -> Self {
+    pub fn new(
+        listener: &ListenerConfig,
+        allowed_hosts: &[String],
+        mut mounts: Vec<Mount>,
+        signer: Arc<SigningKey>,
+    ) -> Self {
         mounts.sort_by_key(|mount| std::cmp::Reverse(mount.path.len()));
         let headers = listener.headers.iter().filter_map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
@@ -76,8 +85,10 @@ impl Flavour {
             crate::config::listener_mount(path).ok()
         };
         let keys = listener.keys.as_ref();
+        let hosts = [allowed_hosts, &listener.hosts].concat();
         Self {
             name: listener.name.clone(),
+            guard: Guard::new(&hosts, &listener.listen),
             headers: headers.collect(),
             etags: listener.etags,
             long_poll: listener.long_poll.clone(),
@@ -170,7 +181,7 @@ struct Asked<'a> {
 struct Answer {
     response: Response<Body>,
     /// Of a 200's body, when the listener keeps ETags.
-    etag: Option<HeaderValue>,
+    etag: Option<String>,
 }
 
 impl Answer {
@@ -193,22 +204,21 @@ impl Answer {
         };
         // The listener's own server name, not IMDS's.
         response.headers_mut().remove(http::header::SERVER);
-        if let Some(etag) = &etag {
-            response.headers_mut().insert(ETAG, etag.clone());
+        if let Some(value) = etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            response.headers_mut().insert(ETAG, value);
         }
         Self { response, etag }
     }
 }
 
 /// For a 200: 16 hex digits of its body's SHA-256, as GCE's ETags look.
-fn etag_of(resolved: &Resolved) -> Option<HeaderValue> {
+fn etag_of(resolved: &Resolved) -> Option<String> {
     let body = match resolved {
         Resolved::Leaf { body, .. } | Resolved::Dir(body) => body,
         Resolved::Shaped(shaped) if shaped.status == StatusCode::OK => &shaped.body.as_ref()?.0,
         _ => return None,
     };
-    let digest = Sha256::digest(body);
-    HeaderValue::from_str(&crate::hex::hex(&digest[..8])).ok()
+    Some(crate::hex::hex(&Sha256::digest(body)[..8]))
 }
 
 /// The listener's own page for a status no plugin shaped.
@@ -234,14 +244,8 @@ pub struct FlavourHandler {
     /// wakes them all, and a thousand plugin calls at once would run past
     /// their deadlines. They take turns instead.
     pub asking_again: tokio::sync::Semaphore,
-}
-
-impl FlavourHandler {
-    fn flavour(&self) -> Option<(Arc<Imds>, Arc<Flavour>)> {
-        let imds = self.current.load_full();
-        let flavour = imds.flavours.get(self.index)?.clone();
-        Some((imds, flavour))
-    }
+    /// For a request body, as for a request head (`server.client_timeout`).
+    pub client_timeout: Duration,
 }
 
 impl Handler for FlavourHandler {
@@ -251,50 +255,77 @@ impl Handler for FlavourHandler {
         peer: SocketAddr,
         _local: SocketAddr,
     ) -> Response<Body> {
-        let Some((imds, flavour)) = self.flavour() else {
-            return page(StatusCode::SERVICE_UNAVAILABLE);
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let response = self.respond(request, peer).await;
+        // The version serving now: a long-poll may outlive the one it began on.
+        let imds = self.current.load();
+        let response = match imds.flavours.get(self.index) {
+            Some(flavour) => flavour.finish(response),
+            None => response,
         };
-        let (parts, body) = request.into_parts();
-        let full_path = parts.uri.path();
-        let response = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => {
-                let body = body.to_bytes();
-                let path = full_path.trim_start_matches('/');
-                let asked = Asked {
-                    method: &parts.method,
-                    path: path.strip_suffix('/').unwrap_or(path),
-                    trailing_slash: path.ends_with('/'),
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    body: &body,
-                    peer,
-                };
-                self.respond(&flavour, &asked).await
-            }
-            Err(_) => page(StatusCode::PAYLOAD_TOO_LARGE),
-        };
-        let response = flavour.finish(response);
+        let status = response.status().as_u16();
         imds.journal.record(Answered {
             client: peer,
-            method: &parts.method,
-            path: full_path,
+            method: &method,
+            path: uri.path(),
             version: Version::Flavour,
-            status: Some(response.status().as_u16()),
+            status: Some(status),
             role: None,
             fault: None,
         });
+        if let Some(log) = &imds.access_log {
+            let size = http_body::Body::size_hint(response.body()).exact();
+            let size = size.unwrap_or(0).try_into().unwrap_or(usize::MAX);
+            log.record(peer, Some((method.as_str(), uri.path())), status, size);
+        }
         response
     }
 }
 
 impl FlavourHandler {
-    async fn respond(&self, flavour: &Flavour, asked: &Asked<'_>) -> Response<Body> {
+    fn flavour(&self) -> Option<Arc<Flavour>> {
+        self.current.load().flavours.get(self.index).cloned()
+    }
+
+    /// guard → body → path → the answer, at once or after waiting.
+    async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Some(flavour) = self.flavour() else {
+            return page(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        if let Err(refusal) = flavour.guard.check(&request) {
+            return page(refusal.status());
+        }
+        let (parts, body) = request.into_parts();
+        let body = match self.read_body(&parts.method, body).await {
+            Ok(body) => body,
+            Err(status) => return page(status),
+        };
+        let path = parts.uri.path().trim_start_matches('/');
+        // `.`, `..` and empty segments would reach a mount by another
+        // spelling, past its own gates.
+        let inner = path.strip_suffix('/').unwrap_or(path);
+        if !inner.is_empty()
+            && inner
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return page(StatusCode::BAD_REQUEST);
+        }
+        let asked = Asked {
+            method: &parts.method,
+            path: inner,
+            trailing_slash: path.ends_with('/'),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+            peer,
+        };
         let wait = match flavour
             .long_poll
             .as_ref()
             .map(|poll| Wait::asked(poll, asked.query))
         {
-            None | Some(Ok(None)) => return flavour.answer(asked).await.response,
+            None | Some(Ok(None)) => return flavour.answer(&asked).await.response,
             Some(Ok(Some(wait))) => wait,
             Some(Err(reason)) => {
                 let mut response = page(StatusCode::BAD_REQUEST);
@@ -302,46 +333,66 @@ impl FlavourHandler {
                 return response;
             }
         };
-        let taken = self
-            .parked
-            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_parked).then_some(n + 1));
-        if taken.is_err() {
+        let Some(_parked) = Counted::take(&self.parked, self.max_parked) else {
             let mut response = page(StatusCode::SERVICE_UNAVAILABLE);
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(1));
             return response;
+        };
+        self.long_poll(flavour, &asked, wait).await
+    }
+
+    /// A body for the plugin, read within `client_timeout`: GET and HEAD
+    /// carry none worth reading (an unread body closes the connection).
+    async fn read_body(&self, method: &Method, body: Incoming) -> Result<Bytes, StatusCode> {
+        if method == Method::GET || method == Method::HEAD {
+            return Ok(Bytes::new());
         }
-        let answer = self.long_poll(flavour, asked, wait).await;
-        self.parked.fetch_sub(1, Relaxed);
-        answer
+        let read = Limited::new(body, MAX_BODY).collect();
+        match tokio::time::timeout(self.client_timeout, read).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
+            // Cut short by its client.
+            Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
+            Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
+        }
     }
 
     /// Answers once the value's ETag differs from the one the client has
     /// (or, without one, from the value now), or at the timeout with the
-    /// value then. Between askings it holds no plugin instance: it waits
-    /// on the server's change signal, then asks again.
-    async fn long_poll(&self, first: &Flavour, asked: &Asked<'_>, wait: Wait) -> Response<Body> {
-        let imds = self.current.load_full();
-        let mut changes = imds.changes.subscribe();
+    /// value then. Between askings it holds no plugin instance, nor any
+    /// version of the configuration: it waits on the server's change
+    /// signal, then asks whichever version serves then.
+    async fn long_poll(
+        &self,
+        first: Arc<Flavour>,
+        asked: &Asked<'_>,
+        wait: Wait,
+    ) -> Response<Body> {
+        let (changes, journal) = {
+            let imds = self.current.load();
+            (imds.changes.clone(), imds.journal.clone())
+        };
+        let mut changed = changes.subscribe();
         let deadline = tokio::time::Instant::now() + wait.timeout;
-        let answer = first.answer(asked).await;
+        let mut answer = first.answer(asked).await;
+        drop(first);
         let Some(known) = wait.etag.or_else(|| answer.etag.clone()) else {
             return answer.response;
         };
-        let mut answer = answer;
         while answer.etag.as_ref() == Some(&known) {
             tokio::select! {
-                changed = changes.changed() => if changed.is_err() { break },
+                result = changed.changed() => if result.is_err() { break },
                 () = tokio::time::sleep_until(deadline) => break,
-                () = imds.journal.until_stopping() => break,
+                () = journal.until_stopping() => break,
             }
             // Marked seen before asking, so a change while asking wakes us again.
-            changes.borrow_and_update();
+            changed.borrow_and_update();
             let Ok(_turn) = self.asking_again.acquire().await else {
                 break;
             };
-            let Some((_, flavour)) = self.flavour() else {
+            let Some(flavour) = self.flavour() else {
                 break;
             };
             answer = flavour.answer(asked).await;
@@ -352,7 +403,8 @@ impl FlavourHandler {
 
 /// A long-poll's terms, from the query.
 struct Wait {
-    etag: Option<HeaderValue>,
+    /// As the client sent it: one that is no ETag of ours is stale.
+    etag: Option<String>,
     timeout: Duration,
 }
 
@@ -369,7 +421,7 @@ impl Wait {
             if name == poll.flag.as_str() {
                 flag = value.eq_ignore_ascii_case("true");
             } else if name == poll.etag.as_str() {
-                wait.etag = HeaderValue::from_str(&value).ok();
+                wait.etag = Some(value.into_owned());
             } else if name == poll.timeout.as_str() {
                 let seconds: u64 = value.parse().ok().filter(|&s| s > 0).ok_or_else(|| {
                     format!("{} must be a whole number of seconds above 0", poll.timeout)

@@ -27,18 +27,38 @@ enum Rule {
 }
 
 impl Gate {
-    /// From a checked configuration (`config::listeners` checked every value).
-    pub fn from_config(gate: &GateConfig) -> Option<Self> {
-        let header = |name: &str| HeaderName::from_bytes(name.as_bytes()).ok();
-        let rule = match (&gate.require_header, &gate.refuse_header) {
-            (Some(name), _) => Rule::Require(header(name)?, gate.value.clone()),
-            (None, Some(name)) => Rule::Refuse(header(name)?),
-            (None, None) => Rule::UniqueQuery,
+    /// From its configuration; the error names the field and the reason
+    /// (`config check` reports the same ones first).
+    pub fn from_config(gate: &GateConfig) -> Result<Self, (&'static str, String)> {
+        let header = |field, name: &str| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| (field, format!("\"{name}\" is not a header name")))
         };
-        Some(Self {
+        let rule = match (&gate.require_header, &gate.refuse_header, gate.unique_query) {
+            (Some(name), None, false) => {
+                Rule::Require(header("require_header", name)?, gate.value.clone())
+            }
+            (None, Some(name), false) => Rule::Refuse(header("refuse_header", name)?),
+            (None, None, true) => Rule::UniqueQuery,
+            _ => {
+                let why =
+                    "give exactly one of require_header, refuse_header or unique_query = true";
+                return Err(("require_header", why.into()));
+            }
+        };
+        let status = StatusCode::from_u16(gate.status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error());
+        let Some(status) = status else {
+            let why = format!("{} is not an error status (400 to 599)", gate.status);
+            return Err(("status", why));
+        };
+        let content_type = HeaderValue::from_str(&gate.content_type)
+            .map_err(|_| ("content_type", "is not a header value".to_owned()))?;
+        Ok(Self {
             rule,
-            status: StatusCode::from_u16(gate.status).ok()?,
-            content_type: HeaderValue::from_str(&gate.content_type).ok()?,
+            status,
+            content_type,
             body: Bytes::from(gate.body.clone()),
         })
     }
@@ -104,7 +124,7 @@ mod tests {
 
     fn gate(json: &str) -> Gate {
         let config: GateConfig = serde_json::from_str(json).unwrap();
-        Gate::from_config(&config).unwrap()
+        Gate::from_config(&config).ok().unwrap()
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{client_on_host, CloseUnanswered, Handler, HopLimit};
+use crate::listener::{client_on_host, CloseUnanswered, Counted, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
 use crate::provider::iam::ClientRoles;
@@ -195,19 +195,9 @@ impl Imds {
     /// this when the client closes its end after a whole request, so a
     /// client that gives up is let go, as a lost answer's would be.
     async fn hold(&self, hold: Duration) {
-        let taken = self
-            .held
-            .fetch_update(Relaxed, Relaxed, |n| (n < self.max_held).then_some(n + 1));
-        if taken.is_err() {
+        let Some(_held) = Counted::take(&self.held, self.max_held) else {
             return;
-        }
-        struct Release<'a>(&'a AtomicUsize);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Relaxed);
-            }
-        }
-        let _release = Release(&self.held);
+        };
         tokio::select! {
             () = tokio::time::sleep(hold) => {}
             () = self.journal.until_stopping() => {}

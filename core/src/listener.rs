@@ -40,6 +40,28 @@ pub trait Handler: Send + Sync + 'static {
     fn rejected(&self, _peer: SocketAddr, _error: &hyper::Error) {}
 }
 
+/// One of at most `max` at once (requests held unanswered, parked
+/// long-polls), counted in a shared counter and given back when dropped,
+/// however the request ends: hyper drops a request's future when its
+/// client goes.
+pub struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    /// A place, or `None` when `max` are taken.
+    pub fn take(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
+        let taken = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        });
+        taken.ok().map(|_| Self(count))
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Smallest buffer hyper allows; bounds the request head we accept.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 

@@ -419,7 +419,11 @@ enum Placement {
     /// At this path of the EC2 tree.
     Tree(String),
     /// At this path (no leading '/') of a `[[listeners]]` entry.
-    Listener { index: usize, path: String },
+    Listener {
+        index: usize,
+        name: String,
+        path: String,
+    },
 }
 
 impl std::fmt::Display for Placement {
@@ -427,7 +431,7 @@ impl std::fmt::Display for Placement {
         match self {
             Placement::Unmounted => write!(f, "(none)"),
             Placement::Tree(path) => write!(f, "/latest/{path}"),
-            Placement::Listener { index, path } => write!(f, "listener {index}: /{path}"),
+            Placement::Listener { name, path, .. } => write!(f, "/{path} on listener {name}"),
         }
     }
 }
@@ -442,6 +446,7 @@ fn placement(loaded: &Loaded, i: usize) -> Result<Placement, ConfigError> {
     match &plugin.listener {
         None => Ok(Placement::Tree(mount_path(mount).map_err(error)?)),
         Some(name) => Ok(Placement::Listener {
+            name: name.clone(),
             index: loaded
                 .config
                 .listeners
@@ -615,11 +620,12 @@ async fn build_imds(
     let mut flavour_mounts: Vec<Vec<FlavourMount>> =
         config.listeners.iter().map(|_| Vec::new()).collect();
     for (i, (placed, plugin)) in metadata.plugins.into_iter().enumerate() {
-        let gates = config.plugins[i]
-            .gates
-            .iter()
-            .filter_map(Gate::from_config)
-            .collect();
+        let gates = config.plugins[i].gates.iter().enumerate().map(|(g, gate)| {
+            Gate::from_config(gate).map_err(|(field, reason)| {
+                loaded.error(&format!("plugins.{i}.gates.{g}.{field}"), reason)
+            })
+        });
+        let gates = gates.collect::<Result<_, _>>()?;
         let provider: Arc<dyn Provider> = Arc::new(Gated {
             gates,
             inner: WasmProvider::new(plugin),
@@ -627,7 +633,7 @@ async fn build_imds(
         match placed {
             Placement::Unmounted => {}
             Placement::Tree(mount) => mounts.push((mount, provider)),
-            Placement::Listener { index, path } => {
+            Placement::Listener { index, path, .. } => {
                 flavour_mounts[index].push(FlavourMount { path, provider })
             }
         }
@@ -637,7 +643,9 @@ async fn build_imds(
         .iter()
         .zip(flavour_mounts)
         .map(|(listener, mounts)| {
-            Arc::new(Flavour::new(listener, mounts, shared.signing_key.clone()))
+            let signer = shared.signing_key.clone();
+            let hosts = &config.server.allowed_hosts;
+            Arc::new(Flavour::new(listener, hosts, mounts, signer))
         })
         .collect();
     let path = &config.server.access_log;
@@ -767,6 +775,7 @@ pub async fn start(
                 // One per core: more only wait on each other, and a
                 // call's deadline counts the wait.
                 asking_again: tokio::sync::Semaphore::new(cores),
+                client_timeout: server.client_timeout.0,
             })
         })
         .collect();

@@ -428,10 +428,14 @@ async fn exchange(
         .await
         .expect("handshake");
     tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority);
+    let mut request = Request::builder().method(method).uri(path);
+    // A Host among `headers` replaces the listener's own.
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header("host", authority);
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

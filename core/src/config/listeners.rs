@@ -32,6 +32,16 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 "give at least one address, e.g. [\"127.0.0.1:8080\"]",
             ));
         }
+        for (h, host) in listener.hosts.iter().enumerate() {
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':');
+            if name.is_empty() || !name.chars().all(allowed) {
+                return Err(loaded.error(
+                    &key(&format!("hosts.{h}")),
+                    format!("\"{host}\" is not a host name or address"),
+                ));
+            }
+        }
         for (header, value) in &listener.headers {
             header_pair(header, value)
                 .map_err(|reason| loaded.error(&key(&format!("headers.{header}")), reason))?;
@@ -51,6 +61,10 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             }
         }
         if let Some(keys) = &listener.keys {
+            if keys.pem.is_some() && keys.pem == keys.jwks {
+                let why = "the same path as keys.pem: give each its own";
+                return Err(loaded.error(&key("keys.jwks"), why));
+            }
             for (field, path) in [("pem", &keys.pem), ("jwks", &keys.jwks)] {
                 if let Some(path) = path {
                     listener_mount(path)
@@ -136,39 +150,12 @@ fn header_pair(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The field at fault and why.
+/// The field at fault and why: the gate is built as it will serve.
 fn check_gate(gate: &GateConfig) -> Result<(), (&'static str, String)> {
-    let kinds = [
-        gate.require_header.is_some(),
-        gate.refuse_header.is_some(),
-        gate.unique_query,
-    ];
-    if kinds.iter().filter(|&&k| k).count() != 1 {
-        return Err((
-            "require_header",
-            "give exactly one of require_header, refuse_header or unique_query = true".into(),
-        ));
-    }
+    crate::gate::Gate::from_config(gate)?;
     if gate.value.is_some() && gate.require_header.is_none() {
         return Err(("value", "only a require_header gate has a value".into()));
     }
-    for (field, name) in [
-        ("require_header", &gate.require_header),
-        ("refuse_header", &gate.refuse_header),
-    ] {
-        if let Some(name) = name {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| (field, format!("\"{name}\" is not a header name")))?;
-        }
-    }
-    if !(400..=599).contains(&gate.status) {
-        return Err((
-            "status",
-            format!("{} is not an error status (400 to 599)", gate.status),
-        ));
-    }
-    HeaderValue::from_str(&gate.content_type)
-        .map_err(|_| ("content_type", "is not a header value".to_owned()))?;
     if gate.body.len() > MAX_GATE_BODY {
         return Err((
             "body",

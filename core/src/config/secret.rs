@@ -5,10 +5,18 @@ use figment::{Metadata, Profile, Provider};
 /// error, and is read from the environment as written.
 pub fn is_secret_key(key: &str) -> bool {
     let segments: Vec<&str> = key.split('.').collect();
-    matches!(
-        segments.as_slice(),
-        ["server", "admin_token"] | ["sources", _, "secret_access_key" | "session_token"]
-    )
+    match segments.as_slice() {
+        ["server", "admin_token"] | ["sources", _, "secret_access_key" | "session_token"] => true,
+        // A plugin's own settings: ersatz cannot know which are secret, so
+        // it goes by the name (GCE's fake `token`s, a `client_secret`).
+        ["plugins", _, "config", .., last] => {
+            let last = last.to_ascii_lowercase();
+            ["token", "secret", "password", "key", "credential"]
+                .iter()
+                .any(|word| last.contains(word))
+        }
+        _ => false,
+    }
 }
 
 /// `ERSATZ_…` variables that hold secrets ([`crate::secret::Secret`] values), taken as the exact text written:

@@ -208,6 +208,11 @@ pub struct ListenerConfig {
     /// Where the signing key's public half is served.
     #[serde(default)]
     pub keys: Option<KeysConfig>,
+    /// Host names its clients send besides `server.allowed_hosts` and its
+    /// own addresses (`metadata.google.internal`): any other `Host` is
+    /// refused, as on every listener (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// `wait_for_change=true&last_etag=E&timeout_sec=N`, GCE's names.

@@ -135,8 +135,10 @@ fn leaf_body(leaf: types::Leaf) -> (Bytes, HeaderValue) {
 const MAX_HEADERS: usize = 32;
 /// ...of at most this many bytes, names and values together.
 const MAX_HEADER_BYTES: usize = 8 << 10;
-/// Those that frame the message or the connection: the server's alone.
-const FRAMING: [&str; 8] = [
+/// The server's alone: those that frame the message or the connection, and
+/// those that would reach beyond this answer (cookies, encodings the body
+/// is not in, the date, browsers' cross-origin permissions).
+const SERVERS_OWN: [&str; 11] = [
     "content-length",
     "transfer-encoding",
     "connection",
@@ -145,7 +147,12 @@ const FRAMING: [&str; 8] = [
     "te",
     "trailer",
     "proxy-connection",
+    "set-cookie",
+    "content-encoding",
+    "date",
 ];
+/// At most once: a second value would leave clients to pick one.
+const SINGLE: [&str; 4] = ["content-type", "location", "etag", "retry-after"];
 
 fn checked_headers(headers: Vec<(String, String)>) -> Result<HeaderMap, String> {
     if headers.len() > MAX_HEADERS {
@@ -164,10 +171,14 @@ fn checked_headers(headers: Vec<(String, String)>) -> Result<HeaderMap, String> 
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("answered a header name that is not HTTP: {name:?}"))?;
-        if FRAMING.contains(&name.as_str()) {
+        let own = SERVERS_OWN.contains(&name.as_str());
+        if own || name.as_str().starts_with("access-control-") {
             return Err(format!(
                 "answered the header {name}, which only the server sets"
             ));
+        }
+        if SINGLE.contains(&name.as_str()) && map.contains_key(&name) {
+            return Err(format!("answered the header {name} twice"));
         }
         let value = HeaderValue::from_str(&value)
             .map_err(|_| format!("answered a {name} header whose value is not HTTP"))?;
@@ -211,6 +222,8 @@ mod tests {
             ("content-length", "0"),
             ("Transfer-Encoding", "chunked"),
             ("connection", "close"),
+            ("set-cookie", "a=b"),
+            ("Access-Control-Allow-Origin", "*"),
             ("x-a", "one\r\nx-b: two"),
             ("x-a\n", "v"),
             ("", "v"),
@@ -223,6 +236,14 @@ mod tests {
         for status in [0, 100, 101, 199, 600, u16::MAX] {
             assert!(resolved(leaf(), Some(status), vec![]).is_err(), "{status}");
         }
+        let twice = vec![
+            ("content-type".to_owned(), "a/b".to_owned()),
+            ("Content-Type".to_owned(), "c/d".to_owned()),
+        ];
+        assert!(
+            resolved(leaf(), None, twice).is_err(),
+            "a second content type"
+        );
         let many = (0..=MAX_HEADERS)
             .map(|i| (format!("x-{i}"), "v".into()))
             .collect();

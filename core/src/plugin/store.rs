@@ -24,11 +24,15 @@ impl PluginStore {
     }
 
     /// Sets (or with `None` removes) `key`; refused past the bounds.
-    pub fn put(&self, key: String, value: Option<String>) -> Result<(), String> {
+    /// Whether anything changed.
+    pub fn put(&self, key: String, value: Option<String>) -> Result<bool, String> {
         let mut entries = self.entries.lock();
+        if entries.get(&key) == value.as_ref() {
+            return Ok(false);
+        }
         let Some(value) = value else {
             entries.remove(&key);
-            return Ok(());
+            return Ok(true);
         };
         let replaced = entries.get(&key).map_or(0, |old| key.len() + old.len());
         let used: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -42,7 +46,7 @@ impl PluginStore {
             ));
         }
         entries.insert(key, value);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -76,7 +80,11 @@ mod tests {
             store.put(format!("k{i}"), Some("v".into())).unwrap();
         }
         assert!(store.put("one-more".into(), Some("v".into())).is_err());
-        store.put("k0".into(), Some("replaced".into())).unwrap();
+        assert!(store.put("k0".into(), Some("replaced".into())).unwrap());
+        assert!(
+            !store.put("k0".into(), Some("replaced".into())).unwrap(),
+            "the same value changes nothing"
+        );
         store.put("k0".into(), None).unwrap();
         store.put("one-more".into(), Some("v".into())).unwrap();
         let big = "x".repeat(MAX_BYTES);

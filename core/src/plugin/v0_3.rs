@@ -172,8 +172,11 @@ impl host::Host for State {
     }
 
     fn store_put(&mut self, key: String, value: Option<String>) -> Result<(), String> {
-        self.shared.grants.store.put(key, value)?;
-        self.shared.grants.changes.notify();
+        // A put that changes nothing wakes nobody: each wake-up costs
+        // every parked long-poll a plugin call.
+        if self.shared.grants.store.put(key, value)? {
+            self.shared.grants.changes.notify();
+        }
         Ok(())
     }
 }
