@@ -25,11 +25,12 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
+use crate::access_log::AccessLog;
+use crate::changes::Changes;
 use crate::config::{ListenerConfig, LongPollConfig};
 use crate::encoder::{self, Body};
 use crate::guard::Guard;
-use crate::imds::Imds;
-use crate::journal::{Answered, Version};
+use crate::journal::{Answered, Journal, Version};
 use crate::listener::{Counted, Handler};
 use crate::provider::identity::SigningKey;
 use crate::provider::{self, jwt, Provider, Resolved};
@@ -43,7 +44,6 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// One `[[listeners]]` entry, as this configuration builds it.
 pub struct Flavour {
-    pub name: String,
     /// The Host allow-list and browser filter every listener applies.
     guard: Guard,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -87,7 +87,6 @@ impl Flavour {
         let keys = listener.keys.as_ref();
         let hosts = [allowed_hosts, &listener.hosts].concat();
         Self {
-            name: listener.name.clone(),
             guard: Guard::new(&hosts, &listener.listen),
             headers: headers.collect(),
             etags: listener.etags,
@@ -230,11 +229,22 @@ fn page(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// Other clouds' services as one configuration builds them, and what they
+/// share with the rest of the server.
+pub struct Flavours {
+    /// One per `[[listeners]]` entry, in order.
+    pub list: Vec<Arc<Flavour>>,
+    pub journal: Arc<Journal>,
+    pub access_log: Option<AccessLog>,
+    /// What long-polls wait on: reloads, events, plugins' stores.
+    pub changes: Arc<Changes>,
+}
+
 /// Serves one `[[listeners]]` entry from whichever configuration serves
 /// now: a reload swaps the flavour with the rest (its name and addresses
 /// need a restart, so `index` stays its place).
 pub struct FlavourHandler {
-    pub current: Arc<ArcSwap<Imds>>,
+    pub current: Arc<ArcSwap<Flavours>>,
     pub index: usize,
     /// Long-polls parked now, and how many may be: past that they are
     /// answered 503 at once, so they cannot take every connection.
@@ -258,13 +268,13 @@ impl Handler for FlavourHandler {
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let response = self.respond(request, peer).await;
         // The version serving now: a long-poll may outlive the one it began on.
-        let imds = self.current.load();
-        let response = match imds.flavours.get(self.index) {
+        let now = self.current.load();
+        let response = match now.list.get(self.index) {
             Some(flavour) => flavour.finish(response),
             None => response,
         };
         let status = response.status().as_u16();
-        imds.journal.record(Answered {
+        now.journal.record(Answered {
             client: peer,
             method: &method,
             path: uri.path(),
@@ -273,7 +283,7 @@ impl Handler for FlavourHandler {
             role: None,
             fault: None,
         });
-        if let Some(log) = &imds.access_log {
+        if let Some(log) = &now.access_log {
             let size = http_body::Body::size_hint(response.body()).exact();
             let size = size.unwrap_or(0).try_into().unwrap_or(usize::MAX);
             log.record(peer, Some((method.as_str(), uri.path())), status, size);
@@ -284,7 +294,7 @@ impl Handler for FlavourHandler {
 
 impl FlavourHandler {
     fn flavour(&self) -> Option<Arc<Flavour>> {
-        self.current.load().flavours.get(self.index).cloned()
+        self.current.load().list.get(self.index).cloned()
     }
 
     /// guard → body → path → the answer, at once or after waiting.
@@ -371,8 +381,8 @@ impl FlavourHandler {
         wait: Wait,
     ) -> Response<Body> {
         let (changes, journal) = {
-            let imds = self.current.load();
-            (imds.changes.clone(), imds.journal.clone())
+            let now = self.current.load();
+            (now.changes.clone(), now.journal.clone())
         };
         let mut changed = changes.subscribe();
         let deadline = tokio::time::Instant::now() + wait.timeout;

@@ -6,66 +6,34 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::config::GateConfig;
+use crate::config::{GateConfig, GateRule};
 use crate::provider::{Provider, Request, Resolved, Shaped};
 
 pub struct Gate {
-    rule: Rule,
+    rule: GateRule,
     status: StatusCode,
     content_type: HeaderValue,
     body: Bytes,
 }
 
-enum Rule {
-    /// The header, once, with this value (without regard to case) if given.
-    Require(HeaderName, Option<String>),
-    Refuse(HeaderName),
-    /// No query parameter given twice.
-    UniqueQuery,
-}
-
 impl Gate {
-    /// From its configuration; the error names the field and the reason
-    /// (`config check` reports the same ones first).
+    /// From its configuration; the error names the field and the reason,
+    /// as `config check` reports them.
     pub fn from_config(gate: &GateConfig) -> Result<Self, (&'static str, String)> {
-        let header = |field, name: &str| {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| (field, format!("\"{name}\" is not a header name")))
-        };
-        let rule = match (&gate.require_header, &gate.refuse_header, gate.unique_query) {
-            (Some(name), None, false) => {
-                Rule::Require(header("require_header", name)?, gate.value.clone())
-            }
-            (None, Some(name), false) => Rule::Refuse(header("refuse_header", name)?),
-            (None, None, true) => Rule::UniqueQuery,
-            _ => {
-                let why =
-                    "give exactly one of require_header, refuse_header or unique_query = true";
-                return Err(("require_header", why.into()));
-            }
-        };
-        let status = StatusCode::from_u16(gate.status)
-            .ok()
-            .filter(|s| s.is_client_error() || s.is_server_error());
-        let Some(status) = status else {
-            let why = format!("{} is not an error status (400 to 599)", gate.status);
-            return Err(("status", why));
-        };
-        let content_type = HeaderValue::from_str(&gate.content_type)
-            .map_err(|_| ("content_type", "is not a header value".to_owned()))?;
+        let checked = gate.checked()?;
         Ok(Self {
-            rule,
-            status,
-            content_type,
+            rule: checked.rule,
+            status: checked.status,
+            content_type: checked.content_type,
             body: Bytes::from(gate.body.clone()),
         })
     }
 
     fn passes(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
         match &self.rule {
-            Rule::Require(name, wanted) => {
+            GateRule::Require(name, wanted) => {
                 let mut values = headers.get_all(name).iter();
                 match (values.next(), values.next(), wanted) {
                     (Some(_), None, None) => true,
@@ -76,8 +44,8 @@ impl Gate {
                     _ => false,
                 }
             }
-            Rule::Refuse(name) => !headers.contains_key(name),
-            Rule::UniqueQuery => {
+            GateRule::Refuse(name) => !headers.contains_key(name),
+            GateRule::UniqueQuery => {
                 let mut seen = Vec::new();
                 let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
                 pairs.into_iter().all(|(name, _)| {

@@ -56,10 +56,6 @@ pub struct Imds {
     pub held: Arc<AtomicUsize>,
     /// How many may be held at once; past that they close at once.
     pub max_held: usize,
-    /// Other clouds' services, one per `[[listeners]]` entry, in order.
-    pub flavours: Vec<Arc<crate::flavour::Flavour>>,
-    /// What long-polls wait on: reloads, events, plugins' stores.
-    pub changes: Arc<crate::changes::Changes>,
 }
 
 impl Handler for Imds {

@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::credentials::{self, CredentialSource, Roles};
 use crate::fault::Faults;
-use crate::flavour::{Flavour, FlavourHandler, Mount as FlavourMount};
+use crate::flavour::{Flavour, FlavourHandler, Flavours, Mount as FlavourMount};
 use crate::gate::{Gate, Gated};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
@@ -42,6 +42,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub imds: Arc<Imds>,
+    /// Other clouds' services, as this configuration built them.
+    flavours: Arc<Flavours>,
     pub roles: Arc<Roles>,
     pub events: Arc<Events>,
     plugin_engine: parking_lot::Mutex<Option<Arc<PluginEngine>>>,
@@ -183,7 +185,7 @@ impl App {
             changes: changes.clone(),
             writes: keys.writes,
         };
-        let imds = build_imds(loaded, metadata, shared).await?;
+        let services = build_services(loaded, metadata, shared).await?;
         let admin_access = Arc::new(ArcSwap::from_pointee(Access::new(&config.server)));
         let ecs = EcsInfo {
             base_urls: Vec::new(),
@@ -203,7 +205,8 @@ impl App {
             config.server.client_timeout.0,
         );
         let app = Self {
-            imds: Arc::new(imds),
+            imds: Arc::new(services.imds),
+            flavours: Arc::new(services.flavours),
             roles,
             events,
             plugin_engine: parking_lot::Mutex::new(plugin_engine),
@@ -240,7 +243,7 @@ impl App {
 
     /// The metadata service of a new configuration, keeping this one's
     /// roles (and so bootstrapped and cached credentials), events and keys.
-    async fn rebuild_imds(&self, loaded: &Loaded) -> Result<Imds, ConfigError> {
+    async fn rebuild(&self, loaded: &Loaded) -> Result<Services, ConfigError> {
         let engine = if loaded.config.plugins.is_empty() {
             None
         } else {
@@ -270,7 +273,7 @@ impl App {
             changes: self.changes.clone(),
             writes: self.keys.writes,
         };
-        build_imds(loaded, metadata, shared).await
+        build_services(loaded, metadata, shared).await
     }
 }
 
@@ -302,6 +305,7 @@ pub struct Reloader {
     /// Loads the configuration again, from wherever it came from.
     load: Loader,
     current: Arc<ArcSwap<Imds>>,
+    flavours: Arc<ArcSwap<Flavours>>,
     /// The configuration serving now, to tell what a reload would change.
     /// Held for a whole reload, so that a SIGHUP and a `POST /reload` at
     /// once apply one after the other, never interleaved.
@@ -332,18 +336,19 @@ impl Reload for Reloader {
                     needs_restart.join(", ")
                 ));
             }
-            let imds = self
+            let services = self
                 .app
-                .rebuild_imds(&loaded)
+                .rebuild(&loaded)
                 .await
                 .map_err(|error| error.to_string())?;
             let faults = fault_rules(&loaded).map_err(|error| error.to_string())?;
-            Ok((loaded, imds, faults))
+            Ok((loaded, services, faults))
         }
         .await;
         match outcome {
-            Ok((loaded, imds, faults)) => {
-                self.current.store(Arc::new(imds));
+            Ok((loaded, services, faults)) => {
+                self.current.store(Arc::new(services.imds));
+                self.flavours.store(Arc::new(services.flavours));
                 self.app.changes.notify();
                 // The configuration's rules again; run-time ones go.
                 self.app.faults.replace(faults);
@@ -593,33 +598,58 @@ async fn build_metadata(
     })
 }
 
-async fn build_imds(
+/// What one configuration serves: the metadata service and the other
+/// clouds' services, swapped together on reload.
+struct Services {
+    imds: Imds,
+    flavours: Flavours,
+}
+
+async fn build_services(
     loaded: &Loaded,
-    metadata: Metadata,
+    mut metadata: Metadata,
     shared: Shared,
-) -> Result<Imds, ConfigError> {
+) -> Result<Services, ConfigError> {
     let config = &loaded.config;
-    let clients = ClientRoles::from_config(&config.clients)
-        .map_err(|(key, reason)| loaded.error(&key, reason))?;
-    let roles = shared.roles;
-    let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(
-        roles.clone(),
-        &metadata.instance,
-        clients.clone(),
-    ));
-    let identity = IdentityProvider::new(metadata.identity_document, shared.signing_key.clone());
-    let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
-        (String::new(), metadata.tree.clone()),
-        (iam::MOUNT.to_owned(), iam),
-        (identity::MOUNT.to_owned(), Arc::new(identity)),
-    ];
-    for (mount, events) in metadata.event_mounts {
-        mounts.push((mount, events));
-    }
+    let access_log = open_access_log(loaded, shared.writes).await?;
     let plugins = metadata.plugins.iter().map(|(_, p)| p.clone()).collect();
-    let mut flavour_mounts: Vec<Vec<FlavourMount>> =
+    let (tree_mounts, flavour_mounts) =
+        place_plugins(loaded, std::mem::take(&mut metadata.plugins))?;
+    let list = config
+        .listeners
+        .iter()
+        .zip(flavour_mounts)
+        .map(|(listener, mounts)| {
+            let signer = shared.signing_key.clone();
+            Arc::new(Flavour::new(
+                listener,
+                &config.server.allowed_hosts,
+                mounts,
+                signer,
+            ))
+        });
+    let flavours = Flavours {
+        list: list.collect(),
+        journal: shared.journal.clone(),
+        access_log: access_log.clone(),
+        changes: shared.changes.clone(),
+    };
+    let imds = build_imds(loaded, metadata, tree_mounts, plugins, access_log, shared)?;
+    Ok(Services { imds, flavours })
+}
+
+/// Each mounted plugin behind its gates: the EC2 tree's mounts, and each
+/// listener's.
+#[allow(clippy::type_complexity)]
+fn place_plugins(
+    loaded: &Loaded,
+    plugins: Vec<(Placement, Arc<Plugin>)>,
+) -> Result<(Vec<(String, Arc<dyn Provider>)>, Vec<Vec<FlavourMount>>), ConfigError> {
+    let config = &loaded.config;
+    let mut tree = Vec::new();
+    let mut listeners: Vec<Vec<FlavourMount>> =
         config.listeners.iter().map(|_| Vec::new()).collect();
-    for (i, (placed, plugin)) in metadata.plugins.into_iter().enumerate() {
+    for (i, (placed, plugin)) in plugins.into_iter().enumerate() {
         let gates = config.plugins[i].gates.iter().enumerate().map(|(g, gate)| {
             Gate::from_config(gate).map_err(|(field, reason)| {
                 loaded.error(&format!("plugins.{i}.gates.{g}.{field}"), reason)
@@ -632,35 +662,59 @@ async fn build_imds(
         });
         match placed {
             Placement::Unmounted => {}
-            Placement::Tree(mount) => mounts.push((mount, provider)),
+            Placement::Tree(mount) => tree.push((mount, provider)),
             Placement::Listener { index, path, .. } => {
-                flavour_mounts[index].push(FlavourMount { path, provider })
+                listeners[index].push(FlavourMount { path, provider })
             }
         }
     }
-    let flavours = config
-        .listeners
-        .iter()
-        .zip(flavour_mounts)
-        .map(|(listener, mounts)| {
-            let signer = shared.signing_key.clone();
-            let hosts = &config.server.allowed_hosts;
-            Arc::new(Flavour::new(listener, hosts, mounts, signer))
-        })
-        .collect();
-    let path = &config.server.access_log;
-    let access_log = match (path.as_os_str().is_empty(), shared.writes) {
+    Ok((tree, listeners))
+}
+
+/// `server.access_log`, opened (or, for `config check`, only checked).
+async fn open_access_log(loaded: &Loaded, writes: bool) -> Result<Option<AccessLog>, ConfigError> {
+    let path = &loaded.config.server.access_log;
+    let access_log = match (path.as_os_str().is_empty(), writes) {
         (true, _) => None,
         (false, true) => Some(AccessLog::open(path).await),
         // `config check`: the same question, without creating the file.
         (false, false) => AccessLog::check(path).err().map(Err),
     };
-    let access_log = access_log.transpose().map_err(|error| {
+    access_log.transpose().map_err(|error| {
         loaded.error(
             "server.access_log",
             format!("cannot open for appending: {error}"),
         )
-    })?;
+    })
+}
+
+fn build_imds(
+    loaded: &Loaded,
+    metadata: Metadata,
+    plugin_mounts: Vec<(String, Arc<dyn Provider>)>,
+    plugins: Vec<Arc<Plugin>>,
+    access_log: Option<AccessLog>,
+    shared: Shared,
+) -> Result<Imds, ConfigError> {
+    let config = &loaded.config;
+    let clients = ClientRoles::from_config(&config.clients)
+        .map_err(|(key, reason)| loaded.error(&key, reason))?;
+    let roles = shared.roles;
+    let iam: Arc<dyn Provider> = Arc::new(IamProvider::new(
+        roles.clone(),
+        &metadata.instance,
+        clients.clone(),
+    ));
+    let identity = IdentityProvider::new(metadata.identity_document, shared.signing_key);
+    let mut mounts: Vec<(String, Arc<dyn Provider>)> = vec![
+        (String::new(), metadata.tree.clone()),
+        (iam::MOUNT.to_owned(), iam),
+        (identity::MOUNT.to_owned(), Arc::new(identity)),
+    ];
+    for (mount, events) in metadata.event_mounts {
+        mounts.push((mount, events));
+    }
+    mounts.extend(plugin_mounts);
     Ok(Imds {
         guard: Guard::new(&config.server.allowed_hosts, &config.server.listen),
         sessions: shared.sessions,
@@ -683,8 +737,6 @@ async fn build_imds(
         held: shared.held,
         // A quarter of the connections at most: the rest stay for answers.
         max_held: (config.server.max_connections / 4).max(1),
-        flavours,
-        changes: shared.changes,
     })
 }
 
@@ -742,10 +794,12 @@ pub async fn start(
     app.roles.prefetch_active();
     let loaded_listeners = loaded.config.listeners.len();
     let current = Arc::new(ArcSwap::new(app.imds.clone()));
+    let current_flavours = Arc::new(ArcSwap::new(app.flavours.clone()));
     let reloader = Arc::new(Reloader {
         app: Arc::new(app),
         load,
         current: current.clone(),
+        flavours: current_flavours.clone(),
         running: tokio::sync::Mutex::new(loaded),
     });
     let admin = Arc::new(admin.with_reloader(reloader.clone()));
@@ -767,7 +821,7 @@ pub async fn start(
     let handlers: Vec<Arc<FlavourHandler>> = (0..loaded_listeners)
         .map(|index| {
             Arc::new(FlavourHandler {
-                current: current.clone(),
+                current: current_flavours.clone(),
                 index,
                 parked: AtomicUsize::new(0),
                 // Half the connections at most: the rest stay for answers.

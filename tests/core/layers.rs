@@ -24,12 +24,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["main", "cli", "embedded", "client"],
     ),
     ("wiring", &["server"]),
-    ("listeners", &["imds", "admin"]),
+    ("listeners", &["imds", "admin", "flavour"]),
     (
         "request steps",
         &[
             "listener",
             "guard",
+            "gate",
             "session",
             "normalise",
             "router",
@@ -46,7 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "leaves",
-        &["secret", "hex", "timefmt", "metrics", "awsjson"],
+        &["secret", "hex", "timefmt", "metrics", "awsjson", "changes"],
     ),
 ];
 

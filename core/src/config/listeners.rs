@@ -77,7 +77,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     for (i, plugin) in config.plugins.iter().enumerate() {
         let key = |field: &str| format!("plugins.{i}.{field}");
         for (g, gate) in plugin.gates.iter().enumerate() {
-            check_gate(gate).map_err(|(field, reason)| {
+            gate.checked().map_err(|(field, reason)| {
                 loaded.error(&key(&format!("gates.{g}.{field}")), reason)
             })?;
         }
@@ -150,19 +150,64 @@ fn header_pair(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The field at fault and why: the gate is built as it will serve.
-fn check_gate(gate: &GateConfig) -> Result<(), (&'static str, String)> {
-    crate::gate::Gate::from_config(gate)?;
-    if gate.value.is_some() && gate.require_header.is_none() {
-        return Err(("value", "only a require_header gate has a value".into()));
+/// A gate's rule, its values checked.
+pub enum GateRule {
+    /// The header, once, with this value (without regard to case) if given.
+    Require(HeaderName, Option<String>),
+    Refuse(HeaderName),
+    /// No query parameter given twice.
+    UniqueQuery,
+}
+
+/// A gate as it will serve: its rule, and the answer to a request that
+/// fails it. Validation and the server build it the same way.
+pub struct CheckedGate {
+    pub rule: GateRule,
+    pub status: http::StatusCode,
+    pub content_type: HeaderValue,
+}
+
+impl GateConfig {
+    /// The gate, or the field at fault and why.
+    pub fn checked(&self) -> Result<CheckedGate, (&'static str, String)> {
+        let header = |field, name: &str| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| (field, format!("\"{name}\" is not a header name")))
+        };
+        let rule = match (&self.require_header, &self.refuse_header, self.unique_query) {
+            (Some(name), None, false) => {
+                GateRule::Require(header("require_header", name)?, self.value.clone())
+            }
+            (None, Some(name), false) => GateRule::Refuse(header("refuse_header", name)?),
+            (None, None, true) if self.value.is_none() => GateRule::UniqueQuery,
+            (None, _, _) if self.value.is_some() => {
+                return Err(("value", "only a require_header gate has a value".into()));
+            }
+            _ => {
+                let why =
+                    "give exactly one of require_header, refuse_header or unique_query = true";
+                return Err(("require_header", why.into()));
+            }
+        };
+        let status = http::StatusCode::from_u16(self.status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error());
+        let Some(status) = status else {
+            let why = format!("{} is not an error status (400 to 599)", self.status);
+            return Err(("status", why));
+        };
+        let content_type = HeaderValue::from_str(&self.content_type)
+            .map_err(|_| ("content_type", "is not a header value".to_owned()))?;
+        if self.body.len() > MAX_GATE_BODY {
+            let why = format!("is {} bytes, over {MAX_GATE_BODY}", self.body.len());
+            return Err(("body", why));
+        }
+        Ok(CheckedGate {
+            rule,
+            status,
+            content_type,
+        })
     }
-    if gate.body.len() > MAX_GATE_BODY {
-        return Err((
-            "body",
-            format!("is {} bytes, over {MAX_GATE_BODY}", gate.body.len()),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

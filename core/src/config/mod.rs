@@ -25,7 +25,7 @@ use crate::secret::Secret;
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, DEFAULT_HANG, PRESETS};
-pub use listeners::listener_mount;
+pub use listeners::{listener_mount, GateRule};
 use secret::SecretEnv;
 pub use sections::*;
 use validate::validate;
