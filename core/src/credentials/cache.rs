@@ -41,7 +41,12 @@ pub struct Cached {
     inner: Arc<dyn CredentialSource>,
     policy: RefreshPolicy,
     current: RwLock<Option<Arc<Credentials>>>,
-    last_failure: Mutex<Option<(Instant, SourceError)>>,
+    /// The last failure, when, and in which generation of the sources.
+    last_failure: Mutex<Option<(Instant, SourceError, u64)>>,
+    /// Counts the changes of a source this depends on: a fetch that began
+    /// before one (the start-up prefetch, racing a bootstrap) must not
+    /// hold its failure against requests made after it.
+    generation: AtomicU64,
     in_flight: tokio::sync::Mutex<()>,
     refresher_running: AtomicBool,
     fetches: AtomicU64,
@@ -60,6 +65,7 @@ impl Cached {
             policy,
             current: RwLock::new(None),
             last_failure: Mutex::new(None),
+            generation: AtomicU64::new(0),
             in_flight: tokio::sync::Mutex::new(()),
             refresher_running: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
@@ -79,6 +85,7 @@ impl Cached {
 
     /// Lets the next request call out at once (a source it depends on changed).
     pub fn forget_failure(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         *self.last_failure.lock() = None;
     }
 
@@ -99,6 +106,7 @@ impl Cached {
 
     async fn fetch_locked(&self) -> Result<Arc<Credentials>, SourceError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Acquire);
         match self.inner.credentials().await {
             Ok(credentials) => {
                 *self.current.write() = Some(credentials.clone());
@@ -121,7 +129,7 @@ impl Cached {
                     ),
                     None => tracing::warn!(source = %self.label, %error, "no credentials"),
                 }
-                *self.last_failure.lock() = Some((Instant::now(), error.clone()));
+                *self.last_failure.lock() = Some((Instant::now(), error.clone(), generation));
                 Err(error)
             }
         }
@@ -209,8 +217,9 @@ impl CredentialSource for Cached {
         if let Some(held) = self.peek() {
             return Ok(held);
         }
-        if let Some((at, error)) = self.last_failure.lock().as_ref() {
-            if at.elapsed() < FAILURE_HOLD {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((at, error, of)) = self.last_failure.lock().as_ref() {
+            if at.elapsed() < FAILURE_HOLD && *of == generation {
                 return Err(error.clone());
             }
         }
@@ -279,6 +288,56 @@ mod tests {
             assert_eq!(task.await.unwrap(), "KEY0");
         }
         assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A bootstrap while the start-up prefetch is still failing: the request
+    /// made after it must not get the prefetch's failure (it raced, under
+    /// load, in `bootstrap_cli_posts_keys_from_the_environment`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_from_before_a_source_changed_is_not_held_against_later_requests() {
+        /// Reads its source when called, then takes 50 ms to answer.
+        struct ReadsFirst(AtomicBool);
+        #[async_trait]
+        impl CredentialSource for ReadsFirst {
+            async fn credentials(&self) -> Result<Arc<Credentials>, SourceError> {
+                let set = self.0.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !set {
+                    return Err(SourceError("not bootstrapped yet".into()));
+                }
+                let now = SystemTime::now();
+                Ok(Arc::new(Credentials {
+                    access_key_id: "KEY".into(),
+                    secret_access_key: Secret::new("s"),
+                    session_token: None,
+                    expiration: Some(now + Duration::from_secs(3600)),
+                    issued: now,
+                }))
+            }
+        }
+        let inner = Arc::new(ReadsFirst(AtomicBool::new(false)));
+        let policy = RefreshPolicy {
+            margin: Duration::from_secs(60),
+        };
+        let cache = Cached::new("t", inner.clone(), policy);
+        let prefetch = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.credentials().await }
+        });
+        // The prefetch is in flight (its source takes 50 ms) when the source changes.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        inner.0.store(true, Ordering::SeqCst);
+        cache.forget_failure();
+        let after = cache.credentials().await;
+        assert!(
+            prefetch.await.unwrap().is_err(),
+            "the prefetch began before the change"
+        );
+        assert!(
+            after.is_ok(),
+            "held the earlier failure: {:?}",
+            after.err().map(|e| e.0)
+        );
     }
 
     /// Succeeds once with credentials whose refresh is due at once (`left`
