@@ -21,7 +21,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{ETAG, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
@@ -31,13 +30,10 @@ use crate::config::{ListenerConfig, LongPollConfig};
 use crate::encoder::{self, Body};
 use crate::guard::Guard;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{Counted, Handler};
+use crate::listener::{self, Counted, Handler};
 use crate::provider::identity::SigningKey;
 use crate::provider::{self, jwt, Provider, Resolved};
 
-/// The largest request body a plugin is given (Azure's event approvals are
-/// a few hundred bytes).
-const MAX_BODY: usize = 64 << 10;
 /// The longest a long-poll waits, whatever it asks.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -353,20 +349,14 @@ impl FlavourHandler {
         self.long_poll(flavour, &asked, wait).await
     }
 
-    /// A body for the plugin, read within `client_timeout`: GET and HEAD
+    /// A body for the plugin (see [`listener::read_body`]): GET and HEAD
     /// carry none worth reading (an unread body closes the connection).
     async fn read_body(&self, method: &Method, body: Incoming) -> Result<Bytes, StatusCode> {
         if method == Method::GET || method == Method::HEAD {
             return Ok(Bytes::new());
         }
-        let read = Limited::new(body, MAX_BODY).collect();
-        match tokio::time::timeout(self.client_timeout, read).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
-            // Cut short by its client.
-            Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
-            Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
-        }
+        let read = listener::read_body(body, self.client_timeout).await;
+        read.map_err(|listener::BodyRefused(status, _)| status)
     }
 
     /// Answers once the value's ETag differs from the one the client has

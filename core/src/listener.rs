@@ -62,6 +62,39 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// The most of a request body any listener reads (admin API calls, a
+/// plugin's POST on another cloud's listener).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Why a request body was not read: its status and the reason.
+pub struct BodyRefused(pub http::StatusCode, pub String);
+
+/// A request body, at most [`MAX_BODY`] bytes, sent within `limit`
+/// (`server.client_timeout`: the idle watch does not cover a body, which
+/// arrives while the request is being answered).
+pub async fn read_body(body: Incoming, limit: Duration) -> Result<bytes::Bytes, BodyRefused> {
+    use http_body_util::BodyExt;
+    let read = http_body_util::Limited::new(body, MAX_BODY).collect();
+    let Ok(read) = tokio::time::timeout(limit, read).await else {
+        let millis = limit.as_millis();
+        let reason =
+            format!("request body not received within {millis} ms (server.client_timeout)");
+        return Err(BodyRefused(http::StatusCode::REQUEST_TIMEOUT, reason));
+    };
+    match read {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            let reason = format!("request body over {MAX_BODY} bytes");
+            Err(BodyRefused(http::StatusCode::PAYLOAD_TOO_LARGE, reason))
+        }
+        // Cut short by its client.
+        Err(_) => {
+            let reason = "could not read the request body".to_owned();
+            Err(BodyRefused(http::StatusCode::BAD_REQUEST, reason))
+        }
+    }
+}
+
 /// Smallest buffer hyper allows; bounds the request head we accept.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 

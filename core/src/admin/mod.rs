@@ -32,7 +32,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
@@ -48,9 +47,6 @@ use crate::provider::events::Events;
 use crate::secret::constant_time_eq;
 use crate::session::ContainerTokens;
 use roles::RoleApi;
-
-/// Request bodies (bootstrap keys, role switches) are small.
-pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct Admin {
     roles: Arc<Roles>,
@@ -325,34 +321,14 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
-/// The request body, at most [`MAX_BODY`] bytes, sent within `limit`
-/// (`server.client_timeout`: the listener's idle watch does not cover a
-/// body, which arrives while the request is being answered).
+/// The request body (see [`listener::read_body`]), or the JSON error
+/// that refuses it.
 pub async fn read_body(
     request: Request<Incoming>,
     limit: Duration,
 ) -> Result<Bytes, Response<Body>> {
-    let body = Limited::new(request.into_body(), MAX_BODY).collect();
-    let Ok(read) = tokio::time::timeout(limit, body).await else {
-        return Err(json_error(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!(
-                "request body not received within {} ms (server.client_timeout)",
-                limit.as_millis()
-            ),
-        ));
-    };
-    match read {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body over {MAX_BODY} bytes"),
-        )),
-        Err(_) => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "could not read the request body",
-        )),
-    }
+    let read = crate::listener::read_body(request.into_body(), limit).await;
+    read.map_err(|crate::listener::BodyRefused(status, reason)| json_error(status, &reason))
 }
 
 impl Handler for Admin {
