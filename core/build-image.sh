@@ -32,11 +32,11 @@ mkdir "$context/plugins"
 if $with_plugins; then
   # In plugins/, whose .cargo/config.toml names the component linker.
   (cd plugins && cargo build --release --locked --target wasm32-unknown-unknown)
-  # The shipped plugins, not the template or the allocator crate (nor the
+  # The shipped plugins, not the template or the helper crates (nor the
   # test plugins that share this target directory).
   for dir in plugins/*/; do
     name=$(basename "$dir")
-    case "$name" in template | target | bump-alloc) continue ;; esac
+    case "$name" in template | target | bump-alloc | query) continue ;; esac
     cp "plugins/target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$context/plugins/"
   done
 fi

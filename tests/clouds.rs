@@ -268,6 +268,29 @@ async fn wait_for_change_answers_a_stale_etag_at_once_a_change_when_it_comes_and
     );
     let bad = send(&gce, Method::GET, &waiting(&etag, 0), &[GOOGLE]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // What GCE's agents wait on: a host maintenance, here an event set
+    // over the admin API as for EC2.
+    const MAINTENANCE: &str = "/computeMetadata/v1/instance/maintenance-event";
+    let none = send(&gce, Method::GET, MAINTENANCE, &[GOOGLE]).await;
+    assert_eq!(none.text(), "NONE");
+    let path = format!("{MAINTENANCE}?wait_for_change=true&timeout_sec=300");
+    let parked = tokio::spawn(async move { send(&gce, Method::GET, &path, &[GOOGLE]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!parked.is_finished(), "answered before the event");
+    let event = r#"{"code": "system-maintenance", "in": "1h"}"#;
+    let set = send_body(
+        &server.admin_url,
+        Method::POST,
+        "/events/maintenance",
+        &[],
+        event,
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text());
+    let event = tokio::time::timeout(Duration::from_secs(20), parked).await;
+    let event = event.expect("the event wakes the waiter").unwrap();
+    assert_eq!(event.text(), "MIGRATE_ON_HOST_MAINTENANCE");
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {

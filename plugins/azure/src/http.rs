@@ -17,54 +17,7 @@ pub struct Request<'a> {
 
 /// The query's parameters, decoded. The host's `unique_query` gate has
 /// already refused repeated names, so the first of a name is the only one.
-#[derive(Default)]
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    pub fn parse(query: Option<&str>) -> Self {
-        let pairs = query.unwrap_or("").split('&').filter(|p| !p.is_empty());
-        Self(
-            pairs
-                .map(|pair| {
-                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (decode(name), decode(value))
-                })
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Percent-decoding, with '+' as a space (form encoding, which Python's
-/// `requests` and curl's `--data-urlencode` both produce).
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-            let h = std::str::from_utf8(h).ok()?;
-            u8::from_str_radix(h, 16).ok()
-        });
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (byte, _) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use query::Query;
 
 /// What the plugin answers: always a body of its own, with its status.
 pub struct Reply {
@@ -140,22 +93,4 @@ pub fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
         error_description: description,
     };
     Reply::json(status, &body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_decode() {
-        let q = Query::parse(Some(
-            "api-version=2018-02-01&resource=https%3A%2F%2Fvault.azure.net&a+b=c+d&flag",
-        ));
-        assert_eq!(q.get("api-version"), Some("2018-02-01"));
-        assert_eq!(q.get("resource"), Some("https://vault.azure.net"));
-        assert_eq!(q.get("a b"), Some("c d"));
-        assert_eq!(q.get("flag"), Some(""));
-        assert_eq!(q.get("missing"), None);
-        assert_eq!(Query::parse(Some("x=%zz%4")).get("x"), Some("%zz%4"));
-    }
 }

@@ -18,41 +18,14 @@ pub const NEVER: u32 = 0;
 /// The query, decoded. Parameters GCE does not know, and those the host
 /// handles itself (`wait_for_change`, `last_etag`, `timeout_sec`), are
 /// ignored, as GCE ignores unknown ones.
-pub struct Query(Vec<(String, String)>);
+pub use query::Query;
 
-impl Query {
-    pub fn parse(query: Option<&str>) -> Query {
-        let pairs = query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty());
-        let pair = |p: &str| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        };
-        Query(pairs.map(pair).collect())
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// GCE takes `true` in any case (cloud-init sends `True`).
-    pub fn flag(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    }
-
-    /// `alt=json` or `alt=text`; any other value is ignored.
-    pub fn alt(&self) -> Option<Alt> {
-        match self.get("alt")?.to_ascii_lowercase().as_str() {
-            "json" => Some(Alt::Json),
-            "text" => Some(Alt::Text),
-            _ => None,
-        }
+/// `alt=json` or `alt=text`; any other value is ignored.
+pub fn alt(query: &Query) -> Option<Alt> {
+    match query.get("alt")?.to_ascii_lowercase().as_str() {
+        "json" => Some(Alt::Json),
+        "text" => Some(Alt::Text),
+        _ => None,
     }
 }
 
@@ -60,30 +33,6 @@ impl Query {
 pub enum Alt {
     Json,
     Text,
-}
-
-/// Percent-decoding, with '+' as a space (form encoding, which clients use
-/// for `audience=`).
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = text
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (byte, _) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn ok(body: String, content_type: &str, max_age: u32) -> Answer {

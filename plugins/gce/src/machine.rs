@@ -26,6 +26,10 @@ pub struct Machine {
     pub creation_timestamp: u64,
     pub nic: Nic,
     pub accounts: Vec<Account>,
+    /// The host's lifecycle events as GCE shows them: a spot notice is a
+    /// preemption, a scheduled maintenance event a host maintenance.
+    pub preempted: bool,
+    pub maintenance_event: &'static str,
 }
 
 pub struct Nic {
@@ -50,6 +54,9 @@ const INSTANCE_ID: &str = "meta-data/instance-id";
 const LOCAL_IPV4: &str = "meta-data/local-ipv4";
 const MAC: &str = "meta-data/mac";
 const PUBLIC_IPV4: &str = "meta-data/public-ipv4";
+/// The lifecycle events (`ersatz event`), always looked up: they change.
+const SPOT_NOTICE: &str = "meta-data/spot/instance-action";
+const MAINTENANCE: &str = "meta-data/events/maintenance/scheduled";
 
 /// EC2 facts by path; only those the config leaves unset are looked up.
 pub type Ec2 = BTreeMap<&'static str, String>;
@@ -65,6 +72,8 @@ pub fn ec2_paths(config: &Config) -> Vec<&'static str> {
         (LOCAL_IPV4, nic.ip.is_none()),
         (MAC, nic.mac.is_none()),
         (PUBLIC_IPV4, nic.external_ip.is_none()),
+        (SPOT_NOTICE, true),
+        (MAINTENANCE, true),
     ];
     wanted.iter().filter(|(_, w)| *w).map(|(p, _)| *p).collect()
 }
@@ -85,7 +94,14 @@ impl Machine {
             .hostname
             .unwrap_or_else(|| format!("{name}.{}.c.{project_id}.internal", instance.zone));
         let accounts = accounts(service_accounts, numeric_project_id);
+        let maintenance = ec2.get(MAINTENANCE).is_some_and(|list| list.trim() != "[]");
         Machine {
+            preempted: ec2.contains_key(SPOT_NOTICE),
+            maintenance_event: if maintenance {
+                "MIGRATE_ON_HOST_MAINTENANCE"
+            } else {
+                "NONE"
+            },
             id: instance.id.unwrap_or_else(|| default_id(ec2_id)),
             nic: nic(instance.network_interface, ec2, numeric_project_id),
             name,

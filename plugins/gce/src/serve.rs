@@ -82,7 +82,7 @@ fn directory(asked: &Asked, node: &Node) -> Answer {
             req.query.as_deref(),
         );
     }
-    match (asked.query.flag("recursive"), asked.query.alt()) {
+    match (asked.query.flag("recursive"), http::alt(&asked.query)) {
         (true, Some(Alt::Text)) => http::ok(render::text(node, ""), TEXT, STATIC),
         (true, _) => http::ok(render::json(node), JSON, STATIC),
         // GCE formats only leaves and recursive answers.
@@ -95,11 +95,7 @@ fn directory(asked: &Asked, node: &Node) -> Answer {
 /// `recursive` means nothing here.
 fn leaf(asked: &Asked, node: &Node) -> Answer {
     let json_default = matches!(node, Node::List { json: true, .. });
-    match asked
-        .query
-        .alt()
-        .map_or(json_default, |alt| alt == Alt::Json)
-    {
+    match http::alt(&asked.query).map_or(json_default, |alt| alt == Alt::Json) {
         true => http::ok(render::json(node), JSON, STATIC),
         false => http::ok(render::leaf_text(node), TEXT, STATIC),
     }
@@ -109,7 +105,7 @@ fn leaf(asked: &Asked, node: &Node) -> Answer {
 /// VMs with a fixed token, changes nothing.
 fn token(asked: &Asked, account: &Account, env: &Env) -> Answer {
     let token = tokens::access_token(account, env.now_ms);
-    match asked.query.alt() {
+    match http::alt(&asked.query) {
         Some(Alt::Text) => http::ok(render::text(&token, ""), TEXT, NEVER),
         _ => http::ok(render::json(&token), JSON, NEVER),
     }

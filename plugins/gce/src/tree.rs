@@ -133,10 +133,13 @@ fn instance(m: &Machine) -> Node {
                 m.machine_type
             )),
         ),
-        ("maintenance-event", text("NONE")),
+        ("maintenance-event", text(m.maintenance_event)),
         ("name", text(&m.name)),
         ("network-interfaces", Node::Indexed(vec![nic(m)])),
-        ("preempted", text("FALSE")),
+        (
+            "preempted",
+            text(if m.preempted { "TRUE" } else { "FALSE" }),
+        ),
         ("scheduling", scheduling()),
         ("service-accounts", service_accounts(m)),
         (
