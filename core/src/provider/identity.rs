@@ -69,15 +69,28 @@ pub struct IdentityKey {
 impl IdentityKey {
     pub fn load(source: &KeySource) -> Result<Self, String> {
         match source {
-            KeySource::Files { key, certificate } => {
-                let key = read(key).and_then(|pem| {
-                    private_key_from_pem(&pem).map_err(|e| format!("{}: {e}", key.display()))
+            KeySource::Files {
+                key: key_file,
+                certificate: certificate_file,
+            } => {
+                let key = read(key_file).and_then(|pem| {
+                    private_key_from_pem(&pem).map_err(|e| format!("{}: {e}", key_file.display()))
                 })?;
-                let certificate = read(certificate).and_then(|pem| {
+                let certificate = read(certificate_file).and_then(|pem| {
                     certificate_from_pem(&pem)
-                        .map_err(|e| format!("{}: {e}", certificate.display()))
+                        .map_err(|e| format!("{}: {e}", certificate_file.display()))
                 })?;
-                Ok(Self { key, certificate })
+                let loaded = Self { key, certificate };
+                // Found now, not at the first signature: the key's public
+                // half is also published under the certificate (`keys.pem`).
+                loaded.check_pair().map_err(|reason| {
+                    format!(
+                        "{} and {}: {reason}",
+                        key_file.display(),
+                        certificate_file.display()
+                    )
+                })?;
+                Ok(loaded)
             }
             KeySource::StateDir(dir) => Self::load_or_create(dir),
         }
@@ -176,7 +189,8 @@ impl IdentityKey {
             .into_bytes()
     }
 
-    fn sign(&self, document: &[u8]) -> Result<Signed, String> {
+    /// Whether the certificate is the key's.
+    fn check_pair(&self) -> Result<(), String> {
         let certified = RsaPublicKey::try_from(
             self.certificate
                 .tbs_certificate
@@ -187,6 +201,11 @@ impl IdentityKey {
         if certified != self.key.to_public_key() {
             return Err("the identity key does not match its certificate".to_owned());
         }
+        Ok(())
+    }
+
+    fn sign(&self, document: &[u8]) -> Result<Signed, String> {
+        self.check_pair()?;
         let raw = pkcs1v15::SigningKey::<Sha256>::new(self.key.clone())
             .try_sign(document)
             .map_err(|e| e.to_string())?
@@ -686,8 +705,16 @@ mod tests {
         }
         let error = load("rsa.pem", "text.pem").err().unwrap();
         assert!(error.contains("not a PEM certificate"), "{error}");
-        let mismatched = load("other.pem", "rsa.crt").unwrap();
-        let error = mismatched.sign(b"{}").err().unwrap();
-        assert_eq!(error, "the identity key does not match its certificate");
+        // A key and a certificate that are not a pair: refused when loaded,
+        // naming both files.
+        let error = load("other.pem", "rsa.crt").err().unwrap();
+        assert!(
+            error.contains("the identity key does not match its certificate"),
+            "{error}"
+        );
+        assert!(
+            error.contains("other.pem") && error.contains("rsa.crt"),
+            "{error}"
+        );
     }
 }
