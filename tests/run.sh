@@ -23,8 +23,10 @@ if ! /usr/bin/python3 -c 'import cloudinit' 2>/dev/null || ! command -v iptables
 fi
 
 venv="$root/.venv"
-if ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
-  say "creating the Python test environment in .venv"
+# Every package the tests import, so a .venv made before one was added
+# gets it too.
+if ! "$venv/bin/python" -c 'import boto3, moto, google.auth, azure.identity, jwt' 2>/dev/null; then
+  say "creating (or completing) the Python test environment in .venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt
 fi
