@@ -321,7 +321,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
-/// The request body (see [`listener::read_body`]), or the JSON error
+/// The request body (see [`crate::listener::read_body`]), or the JSON error
 /// that refuses it.
 pub async fn read_body(
     request: Request<Incoming>,
