@@ -95,19 +95,8 @@ pub fn shaped(shaped: Shaped, page: impl FnOnce(StatusCode) -> Response<Body>) -
         }
         None => page(shaped.status),
     };
-    let headers = response.headers_mut();
-    let mut last = None;
-    for (name, value) in shaped.headers {
-        // `None` names repeat the last one: several values of one header.
-        let name = name.or_else(|| last.clone());
-        if let Some(name) = name {
-            if last.as_ref() != Some(&name) {
-                headers.remove(&name);
-            }
-            headers.append(name.clone(), value);
-            last = Some(name);
-        }
-    }
+    // A name the provider sets replaces the page's values for it.
+    response.headers_mut().extend(shaped.headers);
     response
 }
 

@@ -95,13 +95,10 @@ pub fn resolved(
     if status.is_none() && headers.is_empty() {
         return Ok(plain(response));
     }
-    let (default_status, body) = match response {
-        types::Response::Leaf(leaf) => (StatusCode::OK, Some(leaf_body(leaf))),
-        types::Response::Directory(entries) => (
-            StatusCode::OK,
-            Some((Bytes::from(entries.join("\n")), TEXT)),
-        ),
-        types::Response::NotFound => (StatusCode::NOT_FOUND, None),
+    let (default_status, body) = match plain(response) {
+        Resolved::Leaf { body, content_type } => (StatusCode::OK, Some((body, content_type))),
+        Resolved::Dir(listing) => (StatusCode::OK, Some((listing, TEXT))),
+        _ => (StatusCode::NOT_FOUND, None),
     };
     let status = match status {
         None => default_status,
@@ -117,18 +114,13 @@ pub fn resolved(
 
 fn plain(response: types::Response) -> Resolved {
     match response {
-        types::Response::Leaf(leaf) => {
-            let (body, content_type) = leaf_body(leaf);
-            Resolved::Leaf { body, content_type }
-        }
+        types::Response::Leaf(leaf) => Resolved::Leaf {
+            content_type: HeaderValue::from_str(&leaf.content_type).unwrap_or(TEXT),
+            body: Bytes::from(leaf.body),
+        },
         types::Response::Directory(entries) => Resolved::Dir(Bytes::from(entries.join("\n"))),
         types::Response::NotFound => Resolved::NotFound,
     }
-}
-
-fn leaf_body(leaf: types::Leaf) -> (Bytes, HeaderValue) {
-    let content_type = HeaderValue::from_str(&leaf.content_type).unwrap_or(TEXT);
-    (Bytes::from(leaf.body), content_type)
 }
 
 /// Headers a plugin may add: at most this many...

@@ -112,13 +112,14 @@ impl Instance {
 
 impl types::Host for State {}
 
+/// A value of the tree, for every contract's `lookup`.
+fn tree_value(state: &State, path: &str) -> Option<TreeValue> {
+    state.shared.grants.lookup.value(path.trim_matches('/'))
+}
+
 /// A value as contracts before 0.3.0 gave it: a listing as its lines.
 pub fn lookup_text(state: &mut State, path: String) -> Option<String> {
-    let value = host::Host::lookup(state, path)?;
-    Some(match value {
-        types::Value::Leaf(text) => text,
-        types::Value::Listing(entries) => entries.join("\n"),
-    })
+    tree_value(state, &path).map(TreeValue::into_text)
 }
 
 impl host::Host for State {
@@ -144,8 +145,7 @@ impl host::Host for State {
     }
 
     fn lookup(&mut self, path: String) -> Option<types::Value> {
-        let value = self.shared.grants.lookup.value(path.trim_matches('/'))?;
-        Some(match value {
+        Some(match tree_value(self, &path)? {
             TreeValue::Leaf(text) => types::Value::Leaf(text),
             TreeValue::Listing(entries) => types::Value::Listing(entries),
         })

@@ -25,10 +25,9 @@ pub struct StaticTree {
     nodes: HashMap<Box<str>, Node>,
 }
 
-#[async_trait]
-impl Provider for StaticTree {
-    async fn resolve(&self, request: &Request<'_>) -> Resolved {
-        match self.nodes.get(request.path) {
+impl StaticTree {
+    fn at(&self, path: &str) -> Resolved {
+        match self.nodes.get(path) {
             Some(Node::Leaf { body, content_type }) => Resolved::Leaf {
                 body: body.clone(),
                 content_type: content_type.clone(),
@@ -39,16 +38,16 @@ impl Provider for StaticTree {
     }
 }
 
+#[async_trait]
+impl Provider for StaticTree {
+    async fn resolve(&self, request: &Request<'_>) -> Resolved {
+        self.at(request.path)
+    }
+}
+
 impl super::Lookup for StaticTree {
     fn value(&self, path: &str) -> Option<super::TreeValue> {
-        let text = |body: &Bytes| String::from_utf8_lossy(body).into_owned();
-        Some(match self.nodes.get(path)? {
-            Node::Leaf { body, .. } => super::TreeValue::Leaf(text(body)),
-            Node::Dir(listing) if listing.is_empty() => super::TreeValue::Listing(Vec::new()),
-            Node::Dir(listing) => {
-                super::TreeValue::Listing(text(listing).split('\n').map(str::to_owned).collect())
-            }
-        })
+        super::TreeValue::of(self.at(path))
     }
 }
 
