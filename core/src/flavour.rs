@@ -32,7 +32,8 @@ use crate::guard::Guard;
 use crate::journal::{Answered, Journal, Version};
 use crate::listener::{self, Counted, Handler};
 use crate::provider::identity::SigningKey;
-use crate::provider::{self, jwt, Provider, Resolved};
+use crate::provider::{self, jwt, Resolved};
+use crate::router::Router;
 
 /// The longest a long-poll waits, whatever it asks.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -46,8 +47,8 @@ pub struct Flavour {
     etags: bool,
     long_poll: Option<LongPollConfig>,
     keys: KeyPaths,
-    /// Longest path first, so the first match wins.
-    mounts: Vec<Mount>,
+    /// The plugins mounted on it, each behind its gates.
+    mounts: Router,
 }
 
 struct KeyPaths {
@@ -56,22 +57,14 @@ struct KeyPaths {
     signer: Arc<SigningKey>,
 }
 
-pub struct Mount {
-    /// Without leading or trailing '/'; empty for the listener's root.
-    pub path: String,
-    /// Behind its gates, when it has any.
-    pub provider: Arc<dyn Provider>,
-}
-
 impl Flavour {
-    /// `listener` checked; `mounts` are the plugins mounted on it.
+    /// `listener` checked; `mounts` are the plugins on it, by their paths.
     pub fn new(
         listener: &ListenerConfig,
         allowed_hosts: &[String],
-        mut mounts: Vec<Mount>,
+        mounts: Router,
         signer: Arc<SigningKey>,
     ) -> Self {
-        mounts.sort_by_key(|mount| std::cmp::Reverse(mount.path.len()));
         let headers = listener.headers.iter().filter_map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
             Some((name, HeaderValue::from_str(value).ok()?))
@@ -96,20 +89,6 @@ impl Flavour {
         }
     }
 
-    /// The mount for `path` and the path below it, by whole segments.
-    fn route<'p>(&self, path: &'p str) -> Option<(&Mount, &'p str)> {
-        self.mounts.iter().find_map(|mount| {
-            if mount.path.is_empty() {
-                return Some((mount, path));
-            }
-            let rest = path.strip_prefix(mount.path.as_str())?;
-            match rest {
-                "" => Some((mount, rest)),
-                _ => Some((mount, rest.strip_prefix('/')?)),
-            }
-        })
-    }
-
     /// The answer to one asking, without waiting: the key's public half,
     /// a gate's refusal, or the plugin's answer.
     async fn answer(&self, asked: &Asked<'_>) -> Answer {
@@ -117,7 +96,7 @@ impl Flavour {
         if as_jwks || self.keys.pem.as_deref() == Some(asked.path) {
             return self.public_key(as_jwks).await;
         }
-        let Some((mount, below)) = self.route(asked.path) else {
+        let Some((provider, below)) = self.mounts.route(asked.path) else {
             return Answer::plain(page(StatusCode::NOT_FOUND));
         };
         let request = provider::Request {
@@ -129,7 +108,7 @@ impl Flavour {
             body: asked.body,
             peer: asked.peer,
         };
-        let resolved = mount.provider.resolve(&request).await;
+        let resolved = provider.resolve(&request).await;
         Answer::of(resolved, self.etags)
     }
 

@@ -1,23 +1,27 @@
-//! Longest-prefix match over mounts: each mount is a tree path owned by one
-//! provider; a deeper mount (a plugin) overrides a shallower one.
+//! Longest-prefix match over mounts: each mount is a path owned by one
+//! provider; a deeper mount (a plugin) overrides a shallower one. The EC2
+//! tree, each other cloud's listener, and a plugin's lookups of the
+//! lifecycle events all route this way.
 
 use std::sync::Arc;
 
 use crate::provider::Provider;
 
-pub struct Router {
+/// What is mounted where: paths without leading or trailing '/', the empty
+/// one the root.
+pub struct Router<T = Arc<dyn Provider>> {
     /// Longest prefix first, so the first match wins.
-    mounts: Vec<(String, Arc<dyn Provider>)>,
+    mounts: Vec<(String, T)>,
 }
 
-impl Router {
-    pub fn new(mut mounts: Vec<(String, Arc<dyn Provider>)>) -> Self {
+impl<T> Router<T> {
+    pub fn new(mut mounts: Vec<(String, T)>) -> Self {
         mounts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Self { mounts }
     }
 
-    /// The provider for `path` and the path below its mount.
-    pub fn route<'p>(&self, path: &'p str) -> Option<(&dyn Provider, &'p str)> {
+    /// What is mounted over `path`, and the path below its mount.
+    pub fn route<'p>(&self, path: &'p str) -> Option<(&T, &'p str)> {
         self.mounts.iter().find_map(|(prefix, provider)| {
             let rest = if prefix.is_empty() {
                 path
@@ -30,7 +34,7 @@ impl Router {
                     rest.strip_prefix('/')?
                 }
             };
-            Some((provider.as_ref(), rest))
+            Some((provider, rest))
         })
     }
 }
@@ -59,7 +63,7 @@ mod tests {
         ]);
         let at = |path| {
             let (provider, rest) = router.route(path).unwrap();
-            (std::ptr::addr_eq(provider, iam.as_ref()), rest)
+            (Arc::ptr_eq(provider, &iam), rest)
         };
         assert_eq!(at("meta-data/iam/info"), (true, "info"));
         assert_eq!(at("meta-data/iam"), (true, ""));

@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::credentials::{self, CredentialSource, Roles};
 use crate::fault::Faults;
-use crate::flavour::{Flavour, FlavourHandler, Flavours, Mount as FlavourMount};
+use crate::flavour::{Flavour, FlavourHandler, Flavours};
 use crate::gate::{Gate, Gated};
 use crate::guard::Guard;
 use crate::imds::{Ecs, Imds};
@@ -475,21 +475,15 @@ struct PluginHost {
 /// what its mount is.
 struct PluginLookup {
     tree: ArcSwap<StaticTree>,
-    events: Vec<(String, Arc<EventsProvider>)>,
+    events: Router<Arc<EventsProvider>>,
 }
 
 impl provider::Lookup for PluginLookup {
     fn value(&self, path: &str) -> Option<provider::TreeValue> {
-        for (mount, events) in &self.events {
-            if let Some(below) = path.strip_prefix(mount.as_str()) {
-                match below.strip_prefix('/') {
-                    Some(below) => return events.value(below),
-                    None if below.is_empty() => return events.value(""),
-                    None => {}
-                }
-            }
+        match self.events.route(path) {
+            Some((events, below)) => events.value(below),
+            None => self.tree.load().value(path),
         }
-        self.tree.load().value(path)
     }
 }
 
@@ -552,7 +546,7 @@ async fn build_metadata(
 
     let lookup = Arc::new(PluginLookup {
         tree: ArcSwap::new(tree),
-        events: event_mounts.clone(),
+        events: Router::new(event_mounts.clone()),
     });
     let mut plugins = Vec::new();
     for ((i, plugin), mount) in config.plugins.iter().enumerate().zip(mounts) {
@@ -621,6 +615,7 @@ async fn build_services(
         .zip(flavour_mounts)
         .map(|(listener, mounts)| {
             let signer = shared.signing_key.clone();
+            let mounts = Router::new(mounts);
             Arc::new(Flavour::new(
                 listener,
                 &config.server.allowed_hosts,
@@ -638,17 +633,18 @@ async fn build_services(
     Ok(Services { imds, flavours })
 }
 
+/// Providers by the paths they are mounted at.
+type Mounts = Vec<(String, Arc<dyn Provider>)>;
+
 /// Each mounted plugin behind its gates: the EC2 tree's mounts, and each
 /// listener's.
-#[allow(clippy::type_complexity)]
 fn place_plugins(
     loaded: &Loaded,
     plugins: Vec<(Placement, Arc<Plugin>)>,
-) -> Result<(Vec<(String, Arc<dyn Provider>)>, Vec<Vec<FlavourMount>>), ConfigError> {
+) -> Result<(Mounts, Vec<Mounts>), ConfigError> {
     let config = &loaded.config;
     let mut tree = Vec::new();
-    let mut listeners: Vec<Vec<FlavourMount>> =
-        config.listeners.iter().map(|_| Vec::new()).collect();
+    let mut listeners: Vec<Mounts> = config.listeners.iter().map(|_| Vec::new()).collect();
     for (i, (placed, plugin)) in plugins.into_iter().enumerate() {
         let gates = config.plugins[i].gates.iter().enumerate().map(|(g, gate)| {
             Gate::from_config(gate).map_err(|(field, reason)| {
@@ -663,9 +659,7 @@ fn place_plugins(
         match placed {
             Placement::Unmounted => {}
             Placement::Tree(mount) => tree.push((mount, provider)),
-            Placement::Listener { index, path, .. } => {
-                listeners[index].push(FlavourMount { path, provider })
-            }
+            Placement::Listener { index, path, .. } => listeners[index].push((path, provider)),
         }
     }
     Ok((tree, listeners))
