@@ -137,15 +137,11 @@ impl App {
         let stores = Arc::new(Stores::default());
         let changes = Arc::new(Changes::default());
         let signing_key = keys.signing_key(loaded)?;
-        if keys.writes && !config.plugins.is_empty() {
-            // Made (or read) now: the first `sign-jwt` must not spend a
-            // plugin's deadline generating the key.
-            signing_key.get().await;
-        }
         let host = PluginHost {
             signer: signing_key.clone(),
             stores: stores.clone(),
             changes: changes.clone(),
+            writes: keys.writes,
         };
         let metadata = build_metadata(loaded, plugin_engine.as_deref(), &events, &host).await?;
         for (name, source) in &config.sources {
@@ -260,6 +256,7 @@ impl App {
             signer: signing_key.clone(),
             stores: self.stores.clone(),
             changes: self.changes.clone(),
+            writes: self.keys.writes,
         };
         let metadata = build_metadata(loaded, engine.as_deref(), &self.events, &host).await?;
         let shared = Shared {
@@ -468,6 +465,9 @@ struct PluginHost {
     signer: Arc<SigningKey>,
     stores: Arc<Stores>,
     changes: Arc<Changes>,
+    /// Whether the signing key may be made in the state directory (not by
+    /// `config check`).
+    writes: bool,
 }
 
 /// What a plugin's `host.lookup` reads: the events as they are now, and the
@@ -560,6 +560,11 @@ async fn build_metadata(
         };
         let loaded_plugin = Plugin::load(engine, spec, grants)
             .map_err(|reason| loaded.error(&format!("plugins.{i}.wasm"), reason))?;
+        if host.writes && loaded_plugin.can_sign() {
+            // Made (or read) before it can ask: its first `sign-jwt` must
+            // not spend its deadline making the key. Once per server.
+            host.signer.get().await;
+        }
         let shape = loaded_plugin.init().await.map_err(|reason| {
             let name = &loaded_plugin.name;
             loaded.error(

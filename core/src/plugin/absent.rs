@@ -49,6 +49,10 @@ impl Plugin {
     pub fn is_credential_source(&self) -> bool {
         match self.never {}
     }
+
+    pub fn can_sign(&self) -> bool {
+        match self.never {}
+    }
 }
 
 /// What a mount is, as the listing above it shows it.

@@ -333,6 +333,11 @@ impl Plugin {
         self.pres[0].is_credential_source()
     }
 
+    /// Whether its contract grants `sign-jwt` (0.3.0 on, as `init`).
+    pub fn can_sign(&self) -> bool {
+        self.pres[0].has_init()
+    }
+
     /// A slot (or [`Failure::Busy`] when none comes within
     /// [`engine::SLOT_WAIT`]), and a fresh store in its engine.
     async fn start(&self) -> Result<Call<'_>, Failure> {
