@@ -600,6 +600,27 @@ async fn parked_places_come_back_when_clients_go_and_slow_bodies_time_out() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// A flavour listener over its connection cap answers 503 as itself:
+/// `Server: EC2ws` is EC2's alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_flavour_listener_answers_503_without_ec2s_server_header() {
+    use std::io::Read;
+    let server = Ersatz::with_toml(&example("gce", "[server]\nmax_connections = 2\n"));
+    let gce = authority(server.listener("gce")).to_owned();
+    let held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&gce).unwrap())
+        .collect();
+    // Give the server a moment to accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = std::net::TcpStream::connect(&gce).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = over.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("ec2ws"), "{answer}");
+    drop(held);
+}
+
 #[test]
 fn config_show_keeps_plugins_secrets_to_itself() {
     let dir = tempfile::tempdir().unwrap();

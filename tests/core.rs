@@ -1054,6 +1054,7 @@ async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
         "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     );
     assert!(over.starts_with("HTTP/1.1 503"), "{over}");
+    assert!(over.contains("\r\nServer: EC2ws\r\n"), "{over}");
     drop(held);
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
     for _ in 0..50 {

@@ -59,6 +59,8 @@ pub struct Imds {
 }
 
 impl Handler for Imds {
+    const OVER_CAPACITY: &'static [u8] = crate::encoder::OVER_CAPACITY;
+
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,

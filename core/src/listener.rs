@@ -38,6 +38,12 @@ pub trait Handler: Send + Sync + 'static {
     /// A request hyper refused before it reached [`Handler::handle`] (a
     /// malformed or oversized head, answered 400 or 431 by hyper).
     fn rejected(&self, _peer: SocketAddr, _error: &hyper::Error) {}
+
+    /// Written to a connection over the caps before it is closed: a 503,
+    /// which metadata clients retry, in the service's own dress (only
+    /// EC2's says `Server: EC2ws`).
+    const OVER_CAPACITY: &'static [u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 }
 
 /// One of at most `max` at once (requests held unanswered, parked
@@ -105,10 +111,6 @@ pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
         format!("cannot listen on {addr} for {what}: {error}; choose another address there")
     })
 }
-
-/// Answer to a connection over the cap: IMDS clients retry a 503.
-const OVER_CAPACITY: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// What a listener allows its clients.
 #[derive(Clone, Copy)]
@@ -617,7 +619,7 @@ pub async fn serve<H: Handler>(
                 refusals.refused(peer, why);
                 tokio::spawn(async move {
                     let mut stream = stream;
-                    let _ = stream.write_all(OVER_CAPACITY).await;
+                    let _ = stream.write_all(H::OVER_CAPACITY).await;
                 });
                 continue;
             }

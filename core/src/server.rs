@@ -376,6 +376,8 @@ impl Handler for ArcSwap<Imds> {
         self.load_full().handle(request, peer, local)
     }
 
+    const OVER_CAPACITY: &'static [u8] = Imds::OVER_CAPACITY;
+
     fn rejected(&self, peer: std::net::SocketAddr, error: &hyper::Error) {
         self.load().rejected(peer, error);
     }
