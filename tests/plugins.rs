@@ -778,6 +778,14 @@ fn plugin_mistakes_stop_start_up_with_the_file_and_the_reason() {
             "plugins.0.limits.memory",
             "not a size",
         ),
+        (
+            format!(
+                "wasm = \"{}\"\nmount = \"/latest/meta-data/x\"\ngrants = [\"network\"]",
+                wasm("contract_v0_3").display()
+            ),
+            "plugins.0.grants.0",
+            "unknown value `network`; expected one of: sign-jwt",
+        ),
         // Contract 0.3.0: the plugin's own `init` refuses its configuration.
         (
             format!(
@@ -1056,6 +1064,7 @@ keys = {{ jwks = "/keys" }}
 name = "contract"
 mount = "/latest/meta-data/contract"
 wasm = "{contract}"
+grants = ["sign-jwt"]
 
 [[plugins]]
 name = "leafy"
@@ -1159,6 +1168,14 @@ config = {{ version = "two" }}
         .await
         .text()
         .contains("no signing key with id"));
+    // Only for a plugin granted it: this one is not.
+    let refused = send(server.listener("test"), Method::GET, "/v1/sign?aud", &[]).await;
+    assert_eq!(refused.status.as_u16(), 400);
+    assert!(
+        refused.text().contains("grants = [\"sign-jwt\"]"),
+        "{}",
+        refused.text()
+    );
 
     // On a listener of its own: POST bodies reach it, with the trailing slash.
     let listener = server.listener("test");

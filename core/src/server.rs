@@ -13,7 +13,8 @@ use crate::admin::roles::RoleApi;
 use crate::admin::{Access, Admin, Controls, EcsInfo, Reload};
 use crate::changes::Changes;
 use crate::config::{
-    self, fault_rules, listener_mount, mount_path, ConfigError, Loaded, Overrides, SourceConfig,
+    self, fault_rules, listener_mount, mount_path, ConfigError, HostGrant, Loaded, Overrides,
+    SourceConfig,
 };
 use crate::credentials::{self, CredentialSource, Roles};
 use crate::fault::Faults;
@@ -556,7 +557,10 @@ async fn build_metadata(
         let spec = PluginSpec::from_config(plugin);
         let grants = Grants {
             lookup: lookup.clone(),
-            signer: host.signer.clone(),
+            signer: plugin
+                .grants
+                .contains(&HostGrant::SignJwt)
+                .then(|| host.signer.clone()),
             store: host.stores.of(&spec.name),
             changes: host.changes.clone(),
         };

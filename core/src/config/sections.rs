@@ -161,6 +161,20 @@ pub struct PluginConfig {
     /// first it fails answers.
     #[serde(default)]
     pub gates: Vec<GateConfig>,
+    /// What it may ask of the host beyond its configuration, the tree, the
+    /// clock and its own store; nothing unless named.
+    #[serde(default)]
+    pub grants: Vec<HostGrant>,
+}
+
+/// A host capability a plugin has only when its `[[plugins]]` entry names
+/// it in `grants`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostGrant {
+    /// `host.sign-jwt`: tokens signed with the identity key, which verify
+    /// against the keys the listeners publish.
+    SignJwt,
 }
 
 /// One request rule of a mount: exactly one of `require_header` (with

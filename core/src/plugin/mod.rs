@@ -333,9 +333,10 @@ impl Plugin {
         self.pres[0].is_credential_source()
     }
 
-    /// Whether its contract grants `sign-jwt` (0.3.0 on, as `init`).
+    /// Whether it may ask for signatures: its contract has `sign-jwt`
+    /// (0.3.0 on, as `init`) and its configuration grants it.
     pub fn can_sign(&self) -> bool {
-        self.pres[0].has_init()
+        self.pres[0].has_init() && self.shared.grants.signer.is_some()
     }
 
     /// A slot (or [`Failure::Busy`] when none comes within

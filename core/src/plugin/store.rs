@@ -63,7 +63,8 @@ impl Stores {
 /// What a plugin may reach of the host, beyond its own configuration.
 pub struct Grants {
     pub lookup: Arc<dyn crate::provider::Lookup>,
-    pub signer: Arc<crate::provider::identity::SigningKey>,
+    /// Only for a plugin granted `sign-jwt`.
+    pub signer: Option<Arc<crate::provider::identity::SigningKey>>,
     pub store: Arc<PluginStore>,
     /// Told of every store put, so long-polls see it.
     pub changes: Arc<Changes>,

@@ -10,6 +10,10 @@ use super::State;
 use crate::provider::identity::off_the_async_threads;
 use crate::provider::{jwt, TreeValue};
 
+/// `sign-jwt`'s answer to a plugin whose configuration does not grant it.
+const NOT_GRANTED_SIGNING: &str =
+    "ersatz signs only for plugins granted it: grants = [\"sign-jwt\"] in their [[plugins]] entry";
+
 // Signing is CPU work on a blocking thread, so it is the one async import.
 bindings!("wit/v0.3.0", imports: { "ersatz:plugin/host.sign-jwt": async });
 
@@ -156,7 +160,10 @@ impl host::Host for State {
     }
 
     async fn sign_jwt(&mut self, claims: String, key_id: Option<String>) -> Result<String, String> {
-        let Some(key) = self.shared.grants.signer.get().await else {
+        let Some(signer) = &self.shared.grants.signer else {
+            return Err(NOT_GRANTED_SIGNING.into());
+        };
+        let Some(key) = signer.get().await else {
             return Err("the host has no signing key (see its log)".into());
         };
         let signed = off_the_async_threads("a plugin's token could not be signed", move || {
