@@ -32,13 +32,25 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+#[cfg(feature = "plugins")]
+#[path = "imds/floor.rs"]
+mod floor;
+
 const ERSATZ: &str = env!("CARGO_BIN_EXE_ersatz");
 /// Set in the child process that serves as the ceiling: the body to answer.
 const CEILING_BODY: &str = "ERSATZ_BENCH_CEILING_BODY";
+/// Set in the child process that measures the plugin host's floor: the
+/// plugin's path.
+const FLOOR_WASM: &str = "ERSATZ_BENCH_FLOOR_WASM";
 
 fn main() {
     if let Ok(body) = std::env::var(CEILING_BODY) {
         return ceiling(body);
+    }
+    #[cfg(feature = "plugins")]
+    if let Ok(wasm) = std::env::var(FLOOR_WASM) {
+        let floor = floor::micros_per_call(Path::new(&wasm), &plugin_json(), PLUGIN_FRESH_BELOW);
+        return println!("floor {floor}");
     }
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!(
@@ -119,6 +131,8 @@ fn main() {
         "ceiling p99",
         "ersatz p99"
     );
+    // Requests per second, ceiling's and ersatz's, by scenario.
+    let mut measured = std::collections::HashMap::new();
     for scenario in &scenarios {
         let body = match scenario.script {
             Some(_) => token.clone(),
@@ -145,6 +159,10 @@ fn main() {
             ratios.iter().copied().fold(f64::MAX, f64::min),
             ratios.iter().copied().fold(0.0, f64::max)
         );
+        measured.insert(
+            scenario.name,
+            (top.requests_per_second, ours.requests_per_second),
+        );
         println!(
             "{:<24} {:>12.0} {:>12.0} {:>6.2}x {:>13} {:>9.0}us {:>9.0}us",
             scenario.name,
@@ -156,7 +174,9 @@ fn main() {
             ours.p99_micros
         );
     }
-    if plugin.is_none() {
+    if plugin.is_some() {
+        plugin_floor(&measured);
+    } else {
         println!(
             "{:<24} {:>12}",
             "plugin GET",
@@ -189,7 +209,41 @@ const INSTANCE_ID: &str = "/latest/meta-data/instance-id";
 const PLUGIN_PATH: &str = "/latest/meta-data/public-keys/0/openssh-key";
 /// The same plugin mounted with `limits.max_age = "0s"`: a call per request.
 const PLUGIN_FRESH_PATH: &str = "/latest/meta-data/public-keys-fresh/0/openssh-key";
+/// That path below the plugin's mount, as the plugin is asked for it.
+const PLUGIN_FRESH_BELOW: &str = "0/openssh-key";
+/// The key public-keys serves.
+const PLUGIN_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host";
 const COLD_REQUESTS: usize = 1000;
+
+/// The plugin host's floor (see `floor.rs`), measured on the servers' CPU,
+/// and the most a fresh-instance plugin GET could reach with it: the reused
+/// plugin GET's time per request (the same HTTP path, routing and plugin
+/// mount, without the call) plus the floor.
+#[cfg(feature = "plugins")]
+fn plugin_floor(measured: &std::collections::HashMap<&str, (f64, f64)>) {
+    let output = placement()
+        .server(std::env::current_exe().unwrap())
+        .env(FLOOR_WASM, plugin_wasm())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the floor's measurement runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let floor: f64 = text
+        .trim()
+        .strip_prefix("floor ")
+        .and_then(|micros| micros.parse().ok())
+        .unwrap_or_else(|| panic!("the floor's measurement printed {text:?}"));
+    let (_, reused) = measured["plugin GET, reused"];
+    let (ceiling, _) = measured["plugin GET, new instance"];
+    let reachable = 1.0 / (1.0 / reused + floor / 1e6);
+    println!(
+        "plugin host floor (wasmtime alone: new store and instance, the call, teardown; in-process, no HTTP): {floor:.2} us per call; so a new-instance plugin GET can reach at most {reachable:.0} r/s, {:.2}x of its ceiling",
+        reachable / ceiling
+    );
+}
+
+#[cfg(not(feature = "plugins"))]
+fn plugin_floor(_: &std::collections::HashMap<&str, (f64, f64)>) {}
 
 /// 1,000 requests at once for a role nobody has asked for yet, with moto as
 /// STS: how many AssumeRole calls they cause (ersatz's `/metrics`), and how
@@ -564,8 +618,7 @@ fn rss_mib(pid: u32) -> f64 {
 /// answers reused and once without, if it has been built; the temporary
 /// directory holding it lives as long as the returned value.
 fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-unknown-unknown/release/public_keys.wasm");
+    let wasm = plugin_wasm();
     if !wasm.is_file() {
         return None;
     }
@@ -573,7 +626,7 @@ fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
     let config = dir.path().join("bench.toml");
     let mount = |name: &str, limits: &str| {
         format!(
-            "[[plugins]]\nname = \"{name}\"\nmount = \"/latest/meta-data/{name}\"\nwasm = \"{}\"\nconfig = {{ keys = [{{ name = \"bench\", openssh = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host\" }}] }}\n{limits}\n",
+            "[[plugins]]\nname = \"{name}\"\nmount = \"/latest/meta-data/{name}\"\nwasm = \"{}\"\nconfig = {{ keys = [{{ name = \"bench\", openssh = \"{PLUGIN_KEY}\" }}] }}\n{limits}\n",
             wasm.display()
         )
     };
@@ -581,6 +634,17 @@ fn plugin_config() -> Option<(PathBuf, tempfile::TempDir)> {
         mount("public-keys", "") + &mount("public-keys-fresh", "limits = { max_age = \"0s\" }");
     std::fs::write(&config, mounts).unwrap();
     Some((config, dir))
+}
+
+/// The shipped public-keys plugin, as tests/run.sh builds it.
+fn plugin_wasm() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-unknown-unknown/release/public_keys.wasm")
+}
+
+/// public-keys' configuration as the plugin reads it (JSON).
+fn plugin_json() -> String {
+    serde_json::json!({ "keys": [{ "name": "bench", "openssh": PLUGIN_KEY }] }).to_string()
 }
 
 /// The CPUs the servers under test run on, and the one wrk runs on.
