@@ -293,6 +293,24 @@ async fn wait_for_change_answers_a_stale_etag_at_once_a_change_when_it_comes_and
     assert_eq!(event.text(), "MIGRATE_ON_HOST_MAINTENANCE");
 }
 
+/// An event's time coming is a change too: a waiter on `preempted` hears
+/// of a spot notice configured for after start-up when it appears, not at
+/// its timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_events_time_coming_wakes_its_waiters() {
+    const PREEMPTED: &str = "/computeMetadata/v1/instance/preempted";
+    let server = Ersatz::with_toml(&example("gce", "[events.spot]\nafter = \"3s\"\n"));
+    let gce = server.listener("gce").to_owned();
+    let before = send(&gce, Method::GET, PREEMPTED, &[GOOGLE]).await;
+    assert_eq!(before.text(), "FALSE");
+    let etag = before.header("etag");
+    let path = format!("{PREEMPTED}?wait_for_change=true&last_etag={etag}&timeout_sec=120");
+    let waited = send(&gce, Method::GET, &path, &[GOOGLE]);
+    let woke = tokio::time::timeout(Duration::from_secs(60), waited).await;
+    let woke = woke.expect("the notice wakes its waiter before its timeout");
+    assert_eq!(woke.text(), "TRUE");
+}
+
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();

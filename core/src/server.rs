@@ -28,7 +28,7 @@ use crate::listener::{self, Handler};
 use crate::plugin::{
     Grants, Plugin, PluginEngine, PluginSource, PluginSpec, Shape, Stores, WasmProvider,
 };
-use crate::provider::events::{Events, EventsProvider};
+use crate::provider::events::{self, Events, EventsProvider};
 use crate::provider::iam::{self, ClientRoles, IamProvider};
 use crate::provider::identity::{self, IdentityKey, IdentityProvider, KeySource, SigningKey};
 use crate::provider::static_tree::{identity_document, instance_tree, snapshot_tree, StaticTree};
@@ -847,6 +847,12 @@ pub async fn start(
             limits,
         );
         tasks.push(tokio::spawn(serve));
+    }
+    if loaded_listeners > 0 {
+        // Long-polls there wait on the events too (GCE's `preempted`).
+        let app = reloader.app();
+        let due = events::notify_when_due(app.events.clone(), app.changes.clone(), stopped.clone());
+        tasks.push(tokio::spawn(due));
     }
     let serve = listener::serve(admin_listener, admin, stopped, connections.clone(), limits);
     tasks.push(tokio::spawn(serve));

@@ -2,7 +2,8 @@
 //! recommendations, scheduled maintenance and the Auto Scaling target
 //! lifecycle state. Each becomes visible at its time (configured as a delay
 //! after start-up, or set at run time from the admin API); the state is
-//! computed from the clock on every request, so nothing runs in between.
+//! computed from the clock on every request. Only long-polls need telling
+//! when an event's time comes: [`notify_when_due`].
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 
 use super::{Provider, Request, Resolved};
 use crate::awsjson;
+use crate::changes::Changes;
 use crate::config::{EventsConfig, SpotAction};
 use crate::hex::hex;
 use crate::timefmt::{self, iso_seconds};
@@ -57,6 +59,54 @@ pub struct Timeline {
     pub maintenance: Vec<Maintenance>,
     pub autoscaling: Option<Autoscaling>,
 }
+
+impl Timeline {
+    /// The first time after `now` at which what the events serve changes
+    /// by the clock alone (the times the answers below compare with now).
+    fn next_due(&self, now: SystemTime) -> Option<SystemTime> {
+        let spot = self.spot.as_ref().map(|s| s.visible_at);
+        let maintenance = self.maintenance.iter().map(|m| m.visible_at);
+        let autoscaling = self.autoscaling.as_ref().map(|a| a.at);
+        spot.into_iter()
+            .chain(self.rebalance)
+            .chain(maintenance)
+            .chain(autoscaling)
+            .filter(|at| *at > now)
+            .min()
+    }
+}
+
+/// Tells `changes` (and so the parked long-polls) whenever an event's time
+/// comes, until `stop`. An edit of the timeline notifies `changes` itself,
+/// which makes this look again for the next time.
+pub async fn notify_when_due(
+    events: Arc<Events>,
+    changes: Arc<Changes>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut edited = changes.subscribe();
+    loop {
+        let now = SystemTime::now();
+        let due = events.timeline.read().next_due(now);
+        // Looked at again at least hourly: the wall clock may be set.
+        let wait = due.map_or(RECHECK, |at| {
+            at.duration_since(now).unwrap_or_default().min(RECHECK)
+        });
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                if due.is_some_and(|at| SystemTime::now() >= at) {
+                    changes.notify();
+                    // Its own notice is no edit.
+                    edited.borrow_and_update();
+                }
+            }
+            edit = edited.changed() => if edit.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+const RECHECK: Duration = Duration::from_secs(3600);
 
 /// The instance's events; shared by the three mounts and the admin API,
 /// and kept across configuration reloads.
