@@ -351,4 +351,37 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_548_061_243);
         assert_eq!(aws_date(at), "21 Jan 2019 09:00:43 GMT");
     }
+
+    #[test]
+    fn the_next_due_time_is_the_first_still_to_come() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = |seconds| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+        let maintenance = |visible| Maintenance {
+            visible_at: at(visible),
+            code: "system-reboot".into(),
+            description: String::new(),
+            not_before: at(5_000),
+            not_after: at(6_000),
+            state: "active".into(),
+        };
+        let mut timeline = Timeline {
+            spot: Some(Spot {
+                visible_at: at(900),
+                action: SpotAction::Terminate,
+                // Not compared with the clock: no change comes then.
+                action_at: at(1_001),
+            }),
+            rebalance: Some(at(1_300)),
+            maintenance: vec![maintenance(999), maintenance(1_200)],
+            autoscaling: None,
+        };
+        assert_eq!(timeline.next_due(now), Some(at(1_200)));
+        timeline.autoscaling = Some(Autoscaling {
+            state: "Pending".into(),
+            target: "InService".into(),
+            at: at(1_100),
+        });
+        assert_eq!(timeline.next_due(now), Some(at(1_100)));
+        assert_eq!(timeline.next_due(at(1_300)), None);
+    }
 }
