@@ -38,13 +38,14 @@ fn authority(url: &str) -> &str {
     url.strip_prefix("http://").unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn google_auth_and_cloud_init_read_the_gce_flavour() {
-    let server = Ersatz::with_toml(&example("gce", ""));
-    let gce = authority(server.listener("gce"));
+const GCE_EMAIL: &str = "487362019455-compute@developer.gserviceaccount.com";
+
+/// What google-auth read from the example GCE listener at `gce`
+/// (`host:port`), through `tests/py/gce_clients.py`, which checks it.
+fn google_auth(gce: &str) -> Value {
     let expect = json!({
         "project_id": "ersatz-demo",
-        "email": "487362019455-compute@developer.gserviceaccount.com",
+        "email": GCE_EMAIL,
         "token": "ya29.ersatz-demo-default",
         "audience": "https://service.example/ersatz",
     });
@@ -58,14 +59,21 @@ async fn google_auth_and_cloud_init_read_the_gce_flavour() {
             ("ERSATZ_GCE_EXPECT", &expect.to_string()),
         ],
     );
-    let seen: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_and_cloud_init_read_the_gce_flavour() {
+    let server = Ersatz::with_toml(&example("gce", ""));
+    let gce = authority(server.listener("gce"));
+    let seen = google_auth(gce);
     assert_eq!(seen["ping"], true, "{seen}");
     assert_eq!(seen["access_token"]["token"], "ya29.ersatz-demo-default");
     // verify_token checked the signature against ersatz's certs: these
     // claims come from a token that verified.
     let claims = &seen["id_token_claims"];
     assert_eq!(claims["aud"], "https://service.example/ersatz");
-    assert_eq!(claims["email"], expect["email"]);
+    assert_eq!(claims["email"], GCE_EMAIL);
     assert_eq!(claims["google"]["compute_engine"]["zone"], "europe-west2-b");
 
     // Debian's cloud-init, its GCE datasource's own crawl.
@@ -291,6 +299,74 @@ async fn wait_for_change_answers_a_stale_etag_at_once_a_change_when_it_comes_and
     let event = tokio::time::timeout(Duration::from_secs(20), parked).await;
     let event = event.expect("the event wakes the waiter").unwrap();
     assert_eq!(event.text(), "MIGRATE_ON_HOST_MAINTENANCE");
+}
+
+/// Fault rules name another cloud's listener: google-auth rides out its
+/// token endpoint answering 503 twice (it retries), the journal names the
+/// rule, and the EC2 listener is left alone; a rule added at run time
+/// closes connections there unanswered; one naming no listener is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_rules_reach_another_clouds_listener_by_name() {
+    const TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/*/token";
+    let rule = format!(
+        "[[faults]]\nname = \"token-down\"\nlistener = \"gce\"\npath = \"{TOKEN}\"\naction = \"status\"\nstatus = 503\nfor = 2\n"
+    );
+    let server = Ersatz::with_toml(&example("gce", &rule));
+    let gce = authority(server.listener("gce")).to_owned();
+    let seen = google_auth(&gce);
+    assert_eq!(seen["access_token"]["token"], "ya29.ersatz-demo-default");
+    let journal = send(&server.admin_url, Method::GET, "/requests", &[]).await;
+    let entries = journal.json()["requests"].as_array().unwrap().clone();
+    let tokens: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["path"].as_str().unwrap().ends_with("/token"))
+        .collect();
+    let statuses: Vec<u64> = tokens
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses[..3], [503, 503, 200], "{tokens:?}");
+    assert_eq!(tokens[0]["fault"], "token-down");
+    assert_eq!(tokens[2]["fault"], Value::Null);
+    let ec2 = send(
+        &server.url,
+        Method::GET,
+        "/latest/meta-data/instance-id",
+        &[],
+    )
+    .await;
+    assert_eq!(ec2.status, StatusCode::OK);
+
+    // At run time, over the admin API: a drop, on this listener only.
+    let drop_rule = json!({ "name": "gone", "listener": "gce", "action": "drop" }).to_string();
+    let added = send_body(&server.admin_url, Method::POST, "/faults", &[], &drop_rule).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&gce).unwrap();
+    let head = format!("GET /computeMetadata/v1/instance/id HTTP/1.1\r\nHost: {gce}\r\nMetadata-Flavor: Google\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "", "closed unanswered");
+    let ec2 = send(
+        &server.url,
+        Method::GET,
+        "/latest/meta-data/instance-id",
+        &[],
+    )
+    .await;
+    assert_eq!(ec2.status, StatusCode::OK);
+    let nowhere = json!({ "listener": "gcp", "action": "drop" }).to_string();
+    let refused = send_body(&server.admin_url, Method::POST, "/faults", &[], &nowhere).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.text().contains("no [[listeners]] entry is named"),
+        "{}",
+        refused.text()
+    );
 }
 
 /// An event's time coming is a change too: a waiter on `preempted` hears

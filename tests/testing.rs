@@ -513,6 +513,22 @@ async fn rules_from_the_configuration_apply_from_start_and_bad_ones_say_why() {
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(said.contains("faults.0.status"), "{said}");
     assert!(said.contains("400 to 599"), "{said}");
+    // A rule for a listener: one that exists, matched by path alone.
+    for (rule, key, why) in [
+        ("listener = \"gce\"", "faults.0.listener", "(there is none)"),
+        (
+            "listener = \"gce\"\nroute = \"token\"\n[[listeners]]\nname = \"gce\"\nlisten = [\"127.0.0.1:0\"]",
+            "faults.0.route",
+            "matches by path",
+        ),
+    ] {
+        let toml = format!("[[faults]]\naction = \"drop\"\n{rule}\n");
+        std::fs::write(&file, toml).unwrap();
+        let checked = ersatz(&["config", "check", "--config", file.to_str().unwrap()], &[]);
+        assert_eq!(checked.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&checked.stderr);
+        assert!(said.contains(key) && said.contains(why), "{said}");
+    }
 
     let refused = send_body(
         &server.admin_url,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::Method;
 
+pub use crate::config::Arrived;
 use crate::config::{FaultAction, FaultRule, FaultSpec};
 use crate::metrics::{Route, METRICS};
 
@@ -27,6 +28,9 @@ pub struct Faults {
     /// Held by whoever changes the rules, so that a name check and the
     /// change that follows it are one step.
     changing: parking_lot::Mutex<()>,
+    /// The names of other clouds' listeners, which a rule may name (they
+    /// change only with a restart).
+    listeners: Vec<String>,
 }
 
 /// A rule and what it has seen.
@@ -69,8 +73,11 @@ pub enum Outcome {
 }
 
 impl Faults {
-    pub fn new(rules: Vec<FaultRule>) -> Self {
-        let faults = Self::default();
+    pub fn new(rules: Vec<FaultRule>, listeners: Vec<String>) -> Self {
+        let faults = Self {
+            listeners,
+            ..Self::default()
+        };
         faults.added.store(rules.len() as u64, Relaxed);
         faults.replace(rules);
         faults
@@ -90,6 +97,8 @@ impl Faults {
 
     /// Adds a rule after the others; returns its name. `spec` was checked.
     pub fn add(&self, spec: &FaultSpec) -> Result<String, (&'static str, String)> {
+        let listeners: Vec<&str> = self.listeners.iter().map(String::as_str).collect();
+        spec.check_listener(&listeners)?;
         let _changing = self.changing.lock();
         let taken = |name: &str| {
             self.rules
@@ -152,7 +161,7 @@ impl Faults {
     /// What the rules do to this request; `None` when no rule applies.
     pub fn check(
         &self,
-        route: Route,
+        arrived: Arrived<'_>,
         method: &Method,
         path: &str,
         client: IpAddr,
@@ -163,11 +172,12 @@ impl Faults {
         }
         let mut applied = Applied::default();
         for active in rules.iter() {
-            if !active.rule.matching.matches(route, method, path, client) {
+            if !active.rule.matching.matches(arrived, method, path, client) {
                 continue;
             }
             // It changes credential documents only: elsewhere it is not applied.
-            let credentials = matches!(route, Route::Credentials | Route::Container);
+            let credentials =
+                matches!(arrived, Arrived::Ec2(Route::Credentials | Route::Container));
             if active.rule.action == FaultAction::ExpiredCredentials && !credentials {
                 continue;
             }
@@ -338,7 +348,7 @@ mod tests {
             .enumerate()
             .map(|(i, spec)| spec.rule(i).unwrap())
             .collect();
-        Faults::new(rules)
+        Faults::new(rules, Vec::new())
     }
 
     fn outcomes(faults: &Faults, n: usize) -> Vec<Option<u16>> {
@@ -346,7 +356,12 @@ mod tests {
         (0..n)
             .map(|_| {
                 faults
-                    .check(Route::Metadata, &Method::GET, "/latest/meta-data/", client)
+                    .check(
+                        Arrived::Ec2(Route::Metadata),
+                        &Method::GET,
+                        "/latest/meta-data/",
+                        client,
+                    )
                     .and_then(|applied| match applied.outcome {
                         Some(Outcome::Status { status, .. }) => Some(status),
                         _ => None,
@@ -391,7 +406,7 @@ mod tests {
         }]));
         let check = |route, method: Method, client: [u8; 4]| {
             faults
-                .check(route, &method, "/x", IpAddr::from(client))
+                .check(Arrived::Ec2(route), &method, "/x", IpAddr::from(client))
                 .is_some()
         };
         assert!(!check(Route::Metadata, Method::GET, [10, 0, 0, 1]));
@@ -399,6 +414,37 @@ mod tests {
         assert!(!check(Route::Credentials, Method::GET, [11, 0, 0, 1]));
         assert!(check(Route::Credentials, Method::GET, [10, 9, 9, 9]));
         assert_eq!(faults.list()[0]["matched"], 1);
+    }
+
+    #[test]
+    fn a_listeners_rules_are_its_own_and_name_a_listener_that_is() {
+        let rules = [
+            serde_json::json!({ "name": "gce", "action": "drop", "listener": "gce" }),
+            serde_json::json!({ "name": "ec2", "action": "drop" }),
+        ];
+        let faults = Faults::new(Vec::new(), vec!["gce".into(), "azure".into()]);
+        for rule in rules {
+            faults.add(&serde_json::from_value(rule).unwrap()).unwrap();
+        }
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let hit = |arrived| {
+            let applied = faults.check(arrived, &Method::GET, "/", client);
+            applied.map(|applied| applied.rules)
+        };
+        assert_eq!(hit(Arrived::Listener("gce")), Some(vec!["gce".to_owned()]));
+        assert_eq!(hit(Arrived::Listener("azure")), None);
+        assert_eq!(
+            hit(Arrived::Ec2(Route::Metadata)),
+            Some(vec!["ec2".to_owned()])
+        );
+        let elsewhere = serde_json::json!({ "action": "drop", "listener": "gcp" });
+        let refused = faults.add(&serde_json::from_value(elsewhere).unwrap());
+        let (field, reason) = refused.unwrap_err();
+        assert_eq!(field, "listener");
+        assert!(reason.contains("there is: gce, azure"), "{reason}");
+        let routed = serde_json::json!({ "action": "drop", "listener": "gce", "route": "token" });
+        let refused = faults.add(&serde_json::from_value(routed).unwrap());
+        assert_eq!(refused.unwrap_err().0, "route");
     }
 
     #[test]
@@ -421,7 +467,7 @@ mod tests {
         ]));
         let applied = faults
             .check(
-                Route::Metadata,
+                Arrived::Ec2(Route::Metadata),
                 &Method::GET,
                 "/",
                 IpAddr::from([127, 0, 0, 1]),

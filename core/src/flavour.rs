@@ -8,9 +8,9 @@
 //! - long-polls, parked without a plugin instance until something changes;
 //! - the signing key's public half, as a JWKS and as a PEM map.
 //!
-//! A request: guard → body → key paths, or route → gates (see
-//! [`crate::gate`]) → plugin (once, or until its value changes) → headers
-//! → journal and access log.
+//! A request: fault rules naming the listener → guard → body → key paths,
+//! or route → gates (see [`crate::gate`]) → plugin (once, or until its
+//! value changes) → headers → journal and access log.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -28,9 +28,10 @@ use crate::access_log::AccessLog;
 use crate::changes::Changes;
 use crate::config::{ListenerConfig, LongPollConfig};
 use crate::encoder::{self, Body};
+use crate::fault::{Applied, Arrived, Faults, Outcome};
 use crate::guard::Guard;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{self, Counted, Handler};
+use crate::listener::{self, CloseUnanswered, Counted, Handler};
 use crate::provider::identity::SigningKey;
 use crate::provider::{self, jwt, Resolved};
 use crate::router::Router;
@@ -41,6 +42,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// One `[[listeners]]` entry, as this configuration builds it.
 pub struct Flavour {
+    /// Its `name`, which fault rules name.
+    name: String,
     /// The Host allow-list and browser filter every listener applies.
     guard: Guard,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -76,6 +79,7 @@ impl Flavour {
         let keys = listener.keys.as_ref();
         let hosts = [allowed_hosts, &listener.hosts].concat();
         Self {
+            name: listener.name.clone(),
             guard: Guard::new(&hosts, &listener.listen),
             headers: headers.collect(),
             etags: listener.etags,
@@ -201,6 +205,8 @@ fn page(status: StatusCode) -> Response<Body> {
     let body = format!("{} {reason}\n", status.as_u16());
     let mut response = encoder::ok(Bytes::from(body), provider::TEXT);
     *response.status_mut() = status;
+    // The listener's own server name, not IMDS's.
+    response.headers_mut().remove(http::header::SERVER);
     response
 }
 
@@ -213,6 +219,8 @@ pub struct Flavours {
     pub access_log: Option<AccessLog>,
     /// What long-polls wait on: reloads, events, plugins' stores.
     pub changes: Arc<Changes>,
+    /// Fault rules, those naming a listener for its requests.
+    pub faults: Arc<Faults>,
 }
 
 /// Serves one `[[listeners]]` entry from whichever configuration serves
@@ -241,27 +249,35 @@ impl Handler for FlavourHandler {
         _local: SocketAddr,
     ) -> Response<Body> {
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let response = self.respond(request, peer).await;
+        let applied = self.faults_for(&method, uri.path(), peer);
+        let fault = applied.as_ref().map(|applied| applied.rules.join(","));
+        let response = match applied {
+            None => self.respond(request, peer).await,
+            Some(applied) => Box::pin(self.respond_with_faults(applied, request, peer)).await,
+        };
         // The version serving now: a long-poll may outlive the one it began on.
         let now = self.current.load();
         let response = match now.list.get(self.index) {
             Some(flavour) => flavour.finish(response),
             None => response,
         };
-        let status = response.status().as_u16();
+        // None: closed without an answer (a fault rule's drop or hang).
+        let status = (response.extensions().get::<CloseUnanswered>().is_none())
+            .then(|| response.status().as_u16());
         now.journal.record(Answered {
             client: peer,
             method: &method,
             path: uri.path(),
             version: Version::Flavour,
-            status: Some(status),
+            status,
             role: None,
-            fault: None,
+            fault,
         });
         if let Some(log) = &now.access_log {
             let size = http_body::Body::size_hint(response.body()).exact();
             let size = size.unwrap_or(0).try_into().unwrap_or(usize::MAX);
-            log.record(peer, Some((method.as_str(), uri.path())), status, size);
+            let path = Some((method.as_str(), uri.path()));
+            log.record(peer, path, status.unwrap_or(0), size);
         }
         response
     }
@@ -270,6 +286,61 @@ impl Handler for FlavourHandler {
 impl FlavourHandler {
     fn flavour(&self) -> Option<Arc<Flavour>> {
         self.current.load().list.get(self.index).cloned()
+    }
+
+    /// What the fault rules naming this listener do to a request, if any.
+    fn faults_for(&self, method: &Method, path: &str, peer: SocketAddr) -> Option<Applied> {
+        let now = self.current.load();
+        let name = &now.list.get(self.index)?.name;
+        now.faults
+            .check(Arrived::Listener(name), method, path, peer.ip())
+    }
+
+    /// What fault rules made of a request: late, replaced, or unanswered.
+    async fn respond_with_faults(
+        &self,
+        applied: Applied,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if !applied.latency.is_zero() {
+            tokio::time::sleep(applied.latency).await;
+        }
+        match applied.outcome {
+            Some(Outcome::Status {
+                status,
+                retry_after,
+            }) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut response = page(status);
+                if let Some(seconds) = retry_after {
+                    let headers = response.headers_mut();
+                    headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                response
+            }
+            Some(Outcome::Drop) => CloseUnanswered::response(),
+            Some(Outcome::Hang(max)) => {
+                self.hang(max).await;
+                CloseUnanswered::response()
+            }
+            None => self.respond(request, peer).await,
+        }
+    }
+
+    /// Holds a request that gets no answer for `hold`: less when the server
+    /// stops, and not at all past the listener's parked places, which it
+    /// takes one of, so that hung requests cannot take every connection.
+    async fn hang(&self, hold: Duration) {
+        let Some(_parked) = Counted::take(&self.parked, self.max_parked) else {
+            return;
+        };
+        let journal = self.current.load().journal.clone();
+        tokio::select! {
+            () = tokio::time::sleep(hold) => {}
+            () = journal.until_stopping() => {}
+        }
     }
 
     /// guard → body → path → the answer, at once or after waiting.

@@ -83,7 +83,9 @@ impl Handler for Imds {
         // A token PUT's answer travels only as far as the hop limit lets it.
         let reach = (route == Route::Token && method == Method::PUT)
             .then(|| token_ttl(self.hop_limit.0, client_on_host(peer.ip(), local.ip())));
-        let faults = self.faults.check(route, &method, path, peer.ip());
+        let faults = self
+            .faults
+            .check(fault::Arrived::Ec2(route), &method, path, peer.ip());
         let mut fault = faults.as_ref().map(|applied| applied.rules.join(","));
         let mut response = match (faults, reach) {
             // Nothing would arrive: no token is issued for it.

@@ -168,7 +168,8 @@ impl App {
         let credentials = credentials::build::build(config, &plugin_source);
         let roles = credentials.roles;
         let ecs_tokens = Arc::new(ContainerTokens::new());
-        let faults = Arc::new(Faults::new(fault_rules(loaded)?));
+        let listeners = config.listeners.iter().map(|l| l.name.clone()).collect();
+        let faults = Arc::new(Faults::new(fault_rules(loaded)?, listeners));
         let journal = Arc::new(Journal::new(config.journal.capacity));
         let held = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
@@ -639,6 +640,7 @@ async fn build_services(
         journal: shared.journal.clone(),
         access_log: access_log.clone(),
         changes: shared.changes.clone(),
+        faults: shared.faults.clone(),
     };
     let imds = build_imds(loaded, metadata, tree_mounts, plugins, access_log, shared)?;
     Ok(Services { imds, flavours })

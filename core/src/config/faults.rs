@@ -29,6 +29,10 @@ pub struct FaultSpec {
     /// `token`, `metadata`, `credentials`, `container` or `any` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// The `[[listeners]]` entry (another cloud's service) whose requests
+    /// the rule looks at; none for the EC2 metadata listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
     /// A request path; `*` matches any run of characters (`/`s included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -123,14 +127,36 @@ impl FaultAction {
 pub struct FaultMatch {
     /// `None`: any route.
     pub route: Option<Route>,
+    /// `None`: the EC2 listener.
+    pub listener: Option<String>,
     pub path: Option<String>,
     pub method: Option<Method>,
     pub client: Option<Cidr>,
 }
 
+/// Where a request arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Arrived<'a> {
+    /// On the EC2 metadata listener, for this route.
+    Ec2(Route),
+    /// On the `[[listeners]]` entry of this name.
+    Listener(&'a str),
+}
+
 impl FaultMatch {
-    pub fn matches(&self, route: Route, method: &Method, path: &str, client: IpAddr) -> bool {
-        self.route.is_none_or(|r| r == route)
+    pub fn matches(
+        &self,
+        arrived: Arrived<'_>,
+        method: &Method,
+        path: &str,
+        client: IpAddr,
+    ) -> bool {
+        let place = match arrived {
+            Arrived::Ec2(route) => self.listener.is_none() && self.route.is_none_or(|r| r == route),
+            // A listener's rules have no route: routes are EC2's.
+            Arrived::Listener(name) => self.listener.as_deref() == Some(name),
+        };
+        place
             && self.method.as_ref().is_none_or(|m| m == method)
             && self.client.is_none_or(|c| c.contains(client))
             && self.path.as_deref().is_none_or(|p| glob_matches(p, path))
@@ -190,6 +216,24 @@ fn preset(name: &str) -> Option<FaultSpec> {
 pub const DEFAULT_HANG: Duration = Duration::from_secs(60);
 
 impl FaultSpec {
+    /// Whether the listener it names, if any, is one of `listeners` (the
+    /// names of the configuration's `[[listeners]]`).
+    pub fn check_listener(&self, listeners: &[&str]) -> Result<(), (&'static str, String)> {
+        match self.listener.as_deref() {
+            Some(name) if !listeners.contains(&name) => {
+                let there = match listeners {
+                    [] => "there is none".to_owned(),
+                    names => format!("there is: {}", names.join(", ")),
+                };
+                Err((
+                    "listener",
+                    format!("no [[listeners]] entry is named \"{name}\" ({there})"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The checked rule, or the field at fault and why (`index` names the
     /// rule when it has no name). Duration bounds were checked by parsing.
     pub fn rule(&self, index: usize) -> Result<FaultRule, (&'static str, String)> {
@@ -241,6 +285,7 @@ impl FaultSpec {
             preset,
             action,
             route,
+            listener,
             path,
             method,
             client,
@@ -395,6 +440,13 @@ impl FaultSpec {
                 ))
             }
         };
+        if route.is_some() && self.listener.is_some() {
+            return Err((
+                "route",
+                "a rule for another cloud's listener matches by path: routes are the EC2 listener's"
+                    .into(),
+            ));
+        }
         if let Some(path) = &self.path {
             if !path.starts_with('/') && !path.starts_with('*') {
                 return Err((
@@ -418,6 +470,7 @@ impl FaultSpec {
         };
         Ok(FaultMatch {
             route,
+            listener: self.listener.clone(),
             path: self.path.clone(),
             method,
             client,

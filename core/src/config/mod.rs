@@ -24,7 +24,9 @@ use serde::Deserialize;
 use crate::secret::Secret;
 pub use cidr::Cidr;
 pub use error::ConfigError;
-pub use faults::{FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, DEFAULT_HANG, PRESETS};
+pub use faults::{
+    Arrived, FaultAction, FaultMatch, FaultRule, FaultSpec, FaultWhen, DEFAULT_HANG, PRESETS,
+};
 pub use listeners::{listener_mount, GateRule};
 use secret::SecretEnv;
 pub use sections::*;

@@ -395,9 +395,16 @@ pub fn mount_path(mount: &str) -> Result<String, String> {
 /// Each `[[faults]]` rule, checked as the admin API checks one; names are unique.
 pub fn fault_rules(loaded: &Loaded) -> Result<Vec<super::FaultRule>, ConfigError> {
     let mut rules: Vec<super::FaultRule> = Vec::new();
+    let listeners: Vec<&str> = loaded
+        .config
+        .listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
     for (i, spec) in loaded.config.faults.iter().enumerate() {
         let rule = spec
-            .rule(i)
+            .check_listener(&listeners)
+            .and_then(|()| spec.rule(i))
             .map_err(|(field, reason)| loaded.error(&format!("faults.{i}.{field}"), reason))?;
         if rules.iter().any(|earlier| earlier.name == rule.name) {
             return Err(loaded.error(
