@@ -133,6 +133,8 @@ async fn the_gce_flavours_wire_rules() {
         )
         .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{why}");
+        // The listener's own refusal, not dressed as EC2's.
+        assert_eq!(reply.header("server"), "Metadata Server for VM", "{why}");
     }
     let named = [GOOGLE, ("Host", "metadata.google.internal")];
     let reply = send(gce, Method::GET, "/computeMetadata/v1/instance/id", &named).await;

@@ -1179,6 +1179,14 @@ config = {{ version = "two" }}
 
     // On a listener of its own: POST bodies reach it, with the trailing slash.
     let listener = server.listener("test");
+    // Its own pages say no server name unless it is given one; not EC2's.
+    let nothing = send(listener, Method::GET, "/nothing-here", &[]).await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+    assert!(
+        nothing.headers.get("server").is_none(),
+        "{:?}",
+        nothing.headers
+    );
     let seen = send(listener, Method::GET, "/v1/request/?x=1", &[])
         .await
         .json();
