@@ -377,16 +377,19 @@ async fn fault_rules_reach_another_clouds_listener_by_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_events_time_coming_wakes_its_waiters() {
     const PREEMPTED: &str = "/computeMetadata/v1/instance/preempted";
-    let server = Ersatz::with_toml(&example("gce", "[events.spot]\nafter = \"3s\"\n"));
+    // Counted from start-up, which compiles the plugin: time to spare.
+    let server = Ersatz::with_toml(&example("gce", "[events.spot]\nafter = \"12s\"\n"));
     let gce = server.listener("gce").to_owned();
     let before = send(&gce, Method::GET, PREEMPTED, &[GOOGLE]).await;
     assert_eq!(before.text(), "FALSE");
-    let etag = before.header("etag");
+    let etag = before.header("etag").to_owned();
     let path = format!("{PREEMPTED}?wait_for_change=true&last_etag={etag}&timeout_sec=120");
-    let waited = send(&gce, Method::GET, &path, &[GOOGLE]);
-    let woke = tokio::time::timeout(Duration::from_secs(60), waited).await;
+    let waiting = tokio::spawn(async move { send(&gce, Method::GET, &path, &[GOOGLE]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "answered before the notice");
+    let woke = tokio::time::timeout(Duration::from_secs(60), waiting).await;
     let woke = woke.expect("the notice wakes its waiter before its timeout");
-    assert_eq!(woke.text(), "TRUE");
+    assert_eq!(woke.unwrap().text(), "TRUE");
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {

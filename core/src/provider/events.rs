@@ -61,9 +61,9 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// The first time after `now` at which what the events serve changes
-    /// by the clock alone (the times the answers below compare with now).
-    fn next_due(&self, now: SystemTime) -> Option<SystemTime> {
+    /// The times at which what the events serve changes by the clock alone
+    /// (those the answers below compare with now).
+    fn times(&self) -> impl Iterator<Item = SystemTime> + '_ {
         let spot = self.spot.as_ref().map(|s| s.visible_at);
         let maintenance = self.maintenance.iter().map(|m| m.visible_at);
         let autoscaling = self.autoscaling.as_ref().map(|a| a.at);
@@ -71,42 +71,61 @@ impl Timeline {
             .chain(self.rebalance)
             .chain(maintenance)
             .chain(autoscaling)
-            .filter(|at| *at > now)
-            .min()
+    }
+
+    /// The first such time after `now`.
+    fn next_due(&self, now: SystemTime) -> Option<SystemTime> {
+        self.times().filter(|at| *at > now).min()
+    }
+
+    /// Whether such a time fell after `since`, up to `now`.
+    fn came_between(&self, since: SystemTime, now: SystemTime) -> bool {
+        self.times().any(|at| since < at && at <= now)
     }
 }
 
 /// Tells `changes` (and so the parked long-polls) whenever an event's time
-/// comes, until `stop`. An edit of the timeline notifies `changes` itself,
-/// which makes this look again for the next time.
+/// has come, until `stop`. An edit of the timeline notifies `changes`
+/// itself, which makes this look again for the next time.
 pub async fn notify_when_due(
     events: Arc<Events>,
     changes: Arc<Changes>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut edited = changes.subscribe();
+    // Times up to this one were told of (or were past at start).
+    let mut told_until = SystemTime::now();
     loop {
         let now = SystemTime::now();
-        let due = events.timeline.read().next_due(now);
-        // Looked at again at least hourly: the wall clock may be set.
+        let (came, due) = {
+            let timeline = events.timeline.read();
+            (
+                timeline.came_between(told_until, now),
+                timeline.next_due(now),
+            )
+        };
+        // Whatever woke this (the timer, or another change just before a
+        // time came), a time that came is told of.
+        if came {
+            changes.notify();
+            // Its own notice is no edit.
+            edited.borrow_and_update();
+        }
+        told_until = told_until.max(now);
+        // Looked at again every so often: the wall clock may be set, or
+        // the machine sleep.
         let wait = due.map_or(RECHECK, |at| {
             at.duration_since(now).unwrap_or_default().min(RECHECK)
         });
         tokio::select! {
-            () = tokio::time::sleep(wait) => {
-                if due.is_some_and(|at| SystemTime::now() >= at) {
-                    changes.notify();
-                    // Its own notice is no edit.
-                    edited.borrow_and_update();
-                }
-            }
+            () = tokio::time::sleep(wait) => {}
             edit = edited.changed() => if edit.is_err() { return },
             _ = stop.changed() => return,
         }
     }
 }
 
-const RECHECK: Duration = Duration::from_secs(3600);
+const RECHECK: Duration = Duration::from_secs(30);
 
 /// The instance's events; shared by the three mounts and the admin API,
 /// and kept across configuration reloads.
@@ -383,5 +402,11 @@ mod tests {
         });
         assert_eq!(timeline.next_due(now), Some(at(1_100)));
         assert_eq!(timeline.next_due(at(1_300)), None);
+        // A time that came between two looks is told of, whenever the
+        // second look is.
+        assert!(timeline.came_between(now, at(1_100)));
+        assert!(timeline.came_between(at(1_250), at(5_000)));
+        assert!(!timeline.came_between(at(1_100), at(1_199)));
+        assert!(!timeline.came_between(at(1_300), at(5_000)));
     }
 }
