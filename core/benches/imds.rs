@@ -41,6 +41,7 @@ const ERSATZ: &str = env!("CARGO_BIN_EXE_ersatz");
 const CEILING_BODY: &str = "ERSATZ_BENCH_CEILING_BODY";
 /// Set in the child process that measures the plugin host's floor: the
 /// plugin's path.
+#[cfg(feature = "plugins")]
 const FLOOR_WASM: &str = "ERSATZ_BENCH_FLOOR_WASM";
 
 fn main() {
@@ -210,15 +211,17 @@ const PLUGIN_PATH: &str = "/latest/meta-data/public-keys/0/openssh-key";
 /// The same plugin mounted with `limits.max_age = "0s"`: a call per request.
 const PLUGIN_FRESH_PATH: &str = "/latest/meta-data/public-keys-fresh/0/openssh-key";
 /// That path below the plugin's mount, as the plugin is asked for it.
+#[cfg(feature = "plugins")]
 const PLUGIN_FRESH_BELOW: &str = "0/openssh-key";
 /// The key public-keys serves.
 const PLUGIN_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench@host";
 const COLD_REQUESTS: usize = 1000;
 
-/// The plugin host's floor (see `floor.rs`), measured on the servers' CPU,
-/// and the most a fresh-instance plugin GET could reach with it: the reused
-/// plugin GET's time per request (the same HTTP path, routing and plugin
-/// mount, without the call) plus the floor.
+/// The plugin host's floor (see `floor.rs`), measured on one of the
+/// servers' CPUs, and the most a fresh-instance plugin GET could reach with
+/// it: the reused plugin GET's time per request (the same HTTP path,
+/// routing and plugin mount, without the call) plus the floor, shared out
+/// over the servers' CPUs.
 #[cfg(feature = "plugins")]
 fn plugin_floor(measured: &std::collections::HashMap<&str, (f64, f64)>) {
     let output = placement()
@@ -235,9 +238,10 @@ fn plugin_floor(measured: &std::collections::HashMap<&str, (f64, f64)>) {
         .unwrap_or_else(|| panic!("the floor's measurement printed {text:?}"));
     let (_, reused) = measured["plugin GET, reused"];
     let (ceiling, _) = measured["plugin GET, new instance"];
-    let reachable = 1.0 / (1.0 / reused + floor / 1e6);
+    let cpus = placement().server_cpus();
+    let reachable = 1.0 / (1.0 / reused + floor / 1e6 / cpus as f64);
     println!(
-        "plugin host floor (wasmtime alone: new store and instance, the call, teardown; in-process, no HTTP): {floor:.2} us per call; so a new-instance plugin GET can reach at most {reachable:.0} r/s, {:.2}x of its ceiling",
+        "plugin host floor (wasmtime alone: new store and instance, the call, teardown; in-process, no HTTP): {floor:.2} us per call on one CPU; with the servers' {cpus}, a new-instance plugin GET can reach at most {reachable:.0} r/s, {:.2}x of its ceiling",
         reachable / ceiling
     );
 }
@@ -643,6 +647,7 @@ fn plugin_wasm() -> PathBuf {
 }
 
 /// public-keys' configuration as the plugin reads it (JSON).
+#[cfg(feature = "plugins")]
 fn plugin_json() -> String {
     serde_json::json!({ "keys": [{ "name": "bench", "openssh": PLUGIN_KEY }] }).to_string()
 }
@@ -687,6 +692,15 @@ impl Placement {
                 command
             }
             None => Command::new(program),
+        }
+    }
+
+    /// How many CPUs the servers have.
+    #[cfg(feature = "plugins")]
+    fn server_cpus(&self) -> usize {
+        match &self.pinned {
+            Some((servers, _)) => servers.split(',').count(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
