@@ -699,10 +699,10 @@ async fn parked_places_come_back_when_clients_go_and_slow_bodies_time_out() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
-/// A flavour listener over its connection cap answers 503 as itself:
-/// `Server: EC2ws` is EC2's alone.
+/// A flavour listener over its connection cap answers 503 as itself, with
+/// its own headers: `Server: EC2ws` is EC2's alone.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_flavour_listener_answers_503_without_ec2s_server_header() {
+async fn a_full_flavour_listener_answers_503_in_its_own_headers() {
     use std::io::Read;
     let server = Ersatz::with_toml(&example("gce", "[server]\nmax_connections = 2\n"));
     let gce = authority(server.listener("gce")).to_owned();
@@ -717,6 +717,15 @@ async fn a_full_flavour_listener_answers_503_without_ec2s_server_header() {
     let _ = over.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(!answer.to_ascii_lowercase().contains("ec2ws"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nmetadata-flavor: google\r\n"),
+        "{answer}"
+    );
+    assert!(
+        lower.contains("\r\nserver: metadata server for vm\r\n"),
+        "{answer}"
+    );
     drop(held);
 }
 

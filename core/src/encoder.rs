@@ -62,7 +62,7 @@ impl http_body::Body for Body {
 
 const EC2WS: HeaderValue = HeaderValue::from_static("EC2ws");
 /// EC2's answer to a connection over the caps (see
-/// [`crate::listener::Handler::OVER_CAPACITY`]).
+/// [`crate::listener::Handler::over_capacity`]).
 pub const OVER_CAPACITY: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nServer: EC2ws\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const HTML: HeaderValue = HeaderValue::from_static("text/html");

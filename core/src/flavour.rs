@@ -46,6 +46,8 @@ pub struct Flavour {
     name: String,
     /// The Host allow-list and browser filter every listener applies.
     guard: Guard,
+    /// The 503 a connection over the caps gets, with the listener's headers.
+    over_capacity: Bytes,
     headers: Vec<(HeaderName, HeaderValue)>,
     etags: bool,
     long_poll: Option<LongPollConfig>,
@@ -78,10 +80,12 @@ impl Flavour {
         };
         let keys = listener.keys.as_ref();
         let hosts = [allowed_hosts, &listener.hosts].concat();
+        let headers: Vec<_> = headers.collect();
         Self {
+            over_capacity: over_capacity(&headers),
             name: listener.name.clone(),
             guard: Guard::new(&hosts, &listener.listen),
-            headers: headers.collect(),
+            headers,
             etags: listener.etags,
             long_poll: listener.long_poll.clone(),
             keys: KeyPaths {
@@ -142,6 +146,20 @@ impl Flavour {
         }
         response
     }
+}
+
+/// A 503 with `headers` (checked as header values: no CR or LF), to be
+/// written as it is.
+fn over_capacity(headers: &[(HeaderName, HeaderValue)]) -> Bytes {
+    let mut head = b"HTTP/1.1 503 Service Unavailable\r\n".to_vec();
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"Content-Length: 0\r\nConnection: close\r\n\r\n");
+    Bytes::from(head)
 }
 
 /// What a request asks, as every step sees it.
@@ -242,6 +260,13 @@ pub struct FlavourHandler {
 }
 
 impl Handler for FlavourHandler {
+    fn over_capacity(&self) -> Bytes {
+        match self.flavour() {
+            Some(flavour) => flavour.over_capacity.clone(),
+            None => Bytes::from_static(listener::OVER_CAPACITY),
+        }
+    }
+
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,

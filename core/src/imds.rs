@@ -59,7 +59,9 @@ pub struct Imds {
 }
 
 impl Handler for Imds {
-    const OVER_CAPACITY: &'static [u8] = crate::encoder::OVER_CAPACITY;
+    fn over_capacity(&self) -> Bytes {
+        Bytes::from_static(crate::encoder::OVER_CAPACITY)
+    }
 
     async fn handle(
         self: Arc<Self>,

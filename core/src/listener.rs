@@ -41,9 +41,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Written to a connection over the caps before it is closed: a 503,
     /// which metadata clients retry, in the service's own dress (only
-    /// EC2's says `Server: EC2ws`).
-    const OVER_CAPACITY: &'static [u8] =
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    /// EC2's says `Server: EC2ws`; another cloud's has its headers).
+    fn over_capacity(&self) -> bytes::Bytes {
+        bytes::Bytes::from_static(OVER_CAPACITY)
+    }
 }
 
 /// One of at most `max` at once (requests held unanswered, parked
@@ -100,6 +101,10 @@ pub async fn read_body(body: Incoming, limit: Duration) -> Result<bytes::Bytes, 
         }
     }
 }
+
+/// A connection over the caps, refused without a server's dress.
+pub const OVER_CAPACITY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// Smallest buffer hyper allows; bounds the request head we accept.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -617,9 +622,10 @@ pub async fn serve<H: Handler>(
             Ok(admitted) => admitted,
             Err(why) => {
                 refusals.refused(peer, why);
+                let refusal = handler.over_capacity();
                 tokio::spawn(async move {
                     let mut stream = stream;
-                    let _ = stream.write_all(H::OVER_CAPACITY).await;
+                    let _ = stream.write_all(&refusal).await;
                 });
                 continue;
             }

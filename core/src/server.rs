@@ -378,7 +378,9 @@ impl Handler for ArcSwap<Imds> {
         self.load_full().handle(request, peer, local)
     }
 
-    const OVER_CAPACITY: &'static [u8] = Imds::OVER_CAPACITY;
+    fn over_capacity(&self) -> bytes::Bytes {
+        self.load().over_capacity()
+    }
 
     fn rejected(&self, peer: std::net::SocketAddr, error: &hyper::Error) {
         self.load().rejected(peer, error);
