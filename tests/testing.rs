@@ -556,6 +556,15 @@ fn the_cli_adds_lists_and_clears_rules() {
         "1", "--name", "blip",
     ]);
     assert!(added.contains("blip"), "{added}");
+    // --listener reaches the server, which has no such listener.
+    let elsewhere = ["fault", "add", "--action", "drop", "--listener", "gce"];
+    let refused = ersatz(&[&elsewhere[..], &admin].concat(), &[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("no [[listeners]] entry is named \"gce\""),
+        "{said}"
+    );
     let listed = run(&["fault", "list"]);
     assert!(listed.contains("\"status\":503"), "{listed}");
     run(&["fault", "clear", "blip"]);

@@ -40,6 +40,9 @@ struct Rule {
     /// token, metadata, credentials, container or any (default).
     #[arg(long)]
     route: Option<String>,
+    /// Another cloud's listener (a [[listeners]] name) instead of EC2's.
+    #[arg(long)]
+    listener: Option<String>,
     /// A request path; * matches any run of characters.
     #[arg(long)]
     path: Option<String>,
@@ -93,6 +96,7 @@ impl Rule {
         put("preset", self.preset.map(Value::from));
         put("name", self.name.map(Value::from));
         put("route", self.route.map(Value::from));
+        put("listener", self.listener.map(Value::from));
         put("path", self.path.map(Value::from));
         put("method", self.method.map(Value::from));
         put("client", self.client.map(Value::from));
