@@ -65,11 +65,20 @@ pub struct Applied {
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     Status {
-        status: u16,
+        status: http::StatusCode,
         retry_after: Option<u64>,
     },
     Drop,
     Hang(Duration),
+}
+
+impl Applied {
+    /// Waits out the rules' latencies.
+    pub async fn delay(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
 }
 
 impl Faults {
@@ -259,7 +268,9 @@ impl Active {
                 status,
                 retry_after,
             } => Effect::Answer(Outcome::Status {
-                status,
+                // Checked to be 400 to 599 with the rule.
+                status: http::StatusCode::from_u16(status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
                 retry_after,
             }),
             FaultAction::Drop => Effect::Answer(Outcome::Drop),
@@ -274,7 +285,7 @@ impl Active {
                     return None;
                 }
                 Effect::Answer(Outcome::Status {
-                    status: 429,
+                    status: http::StatusCode::TOO_MANY_REQUESTS,
                     retry_after,
                 })
             }
@@ -363,7 +374,7 @@ mod tests {
                         client,
                     )
                     .and_then(|applied| match applied.outcome {
-                        Some(Outcome::Status { status, .. }) => Some(status),
+                        Some(Outcome::Status { status, .. }) => Some(status.as_u16()),
                         _ => None,
                     })
             })
@@ -479,7 +490,7 @@ mod tests {
         assert_eq!(
             applied.outcome,
             Some(Outcome::Status {
-                status: 500,
+                status: http::StatusCode::INTERNAL_SERVER_ERROR,
                 retry_after: None
             })
         );

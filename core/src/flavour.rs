@@ -328,16 +328,12 @@ impl FlavourHandler {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        if !applied.latency.is_zero() {
-            tokio::time::sleep(applied.latency).await;
-        }
+        applied.delay().await;
         match applied.outcome {
             Some(Outcome::Status {
                 status,
                 retry_after,
             }) => {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let mut response = page(status);
                 if let Some(seconds) = retry_after {
                     let headers = response.headers_mut();

@@ -236,18 +236,12 @@ impl Imds {
         target: &Target<'_>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        if !applied.latency.is_zero() {
-            tokio::time::sleep(applied.latency).await;
-        }
+        applied.delay().await;
         match applied.outcome {
             Some(Outcome::Status {
                 status,
                 retry_after,
-            }) => {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                encoder::fault(status, retry_after)
-            }
+            }) => encoder::fault(status, retry_after),
             Some(Outcome::Drop) => CloseUnanswered::response(),
             Some(Outcome::Hang(max)) => held(max),
             None => {
