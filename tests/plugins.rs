@@ -1214,6 +1214,21 @@ config = {{ version = "two" }}
     );
 }
 
+/// The signing key is made at start for a plugin granted `sign-jwt`, so
+/// its first signature does not spend its deadline on it, and not for one
+/// that is not: that would be start-up work for nothing.
+#[tokio::test]
+async fn the_signing_key_is_made_at_start_only_for_a_plugin_granted_it() {
+    for (grants, made) in [("", false), ("grants = [\"sign-jwt\"]", true)] {
+        let server = Ersatz::with_toml(&format!(
+            "[[plugins]]\nmount = \"/latest/meta-data/contract\"\nwasm = \"{}\"\n{grants}\n",
+            wasm("contract_v0_3").display()
+        ));
+        let key = server.dir.path().join("state/identity.key");
+        assert_eq!(key.exists(), made, "{grants:?}");
+    }
+}
+
 /// The claims of an RS256 JWT, once its signature verifies against a key of
 /// `jwks` (the one its header's `kid` names).
 fn verify_rs256(token: &str, jwks: &Value) -> Value {
