@@ -1055,6 +1055,19 @@ async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
     );
     assert!(over.starts_with("HTTP/1.1 503"), "{over}");
     assert!(over.contains("\r\nServer: EC2ws\r\n"), "{over}");
+    // The admin listener has the same cap, and is not EC2's.
+    let admin = server.admin_url.trim_start_matches("http://").to_owned();
+    let held_admin: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&admin).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let over_admin = raw_http(
+        &server.admin_url,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert!(over_admin.starts_with("HTTP/1.1 503"), "{over_admin}");
+    assert!(!over_admin.contains("EC2ws"), "{over_admin}");
+    drop(held_admin);
     drop(held);
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
     for _ in 0..50 {
