@@ -1040,31 +1040,28 @@ async fn slow_and_idle_clients_are_disconnected_after_client_timeout() {
     );
 }
 
-#[tokio::test]
-async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
-    let server = Ersatz::with_toml("[server]\nmax_connections = 2\n");
-    let authority = server.url.trim_start_matches("http://").to_owned();
-    let held: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| std::net::TcpStream::connect(&authority).unwrap())
+/// Holds two connections to the listener at `url` (a cap of two), then
+/// sends `request` on a third: its answer, and the held connections.
+async fn over_a_cap_of_two(url: &str, request: &str) -> (String, Vec<std::net::TcpStream>) {
+    let authority = url.trim_start_matches("http://");
+    let held = (0..2)
+        .map(|_| std::net::TcpStream::connect(authority).unwrap())
         .collect();
     // Give the server a moment to accept both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let over = raw_http(
-        &server.url,
-        "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    );
+    (raw_http(url, request), held)
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_capacity_comes_back() {
+    let server = Ersatz::with_toml("[server]\nmax_connections = 2\n");
+    let request = "GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let (over, held) = over_a_cap_of_two(&server.url, request).await;
     assert!(over.starts_with("HTTP/1.1 503"), "{over}");
     assert!(over.contains("\r\nServer: EC2ws\r\n"), "{over}");
     // The admin listener has the same cap, and is not EC2's.
-    let admin = server.admin_url.trim_start_matches("http://").to_owned();
-    let held_admin: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| std::net::TcpStream::connect(&admin).unwrap())
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let over_admin = raw_http(
-        &server.admin_url,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    );
+    let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let (over_admin, held_admin) = over_a_cap_of_two(&server.admin_url, request).await;
     assert!(over_admin.starts_with("HTTP/1.1 503"), "{over_admin}");
     assert!(!over_admin.contains("EC2ws"), "{over_admin}");
     drop(held_admin);

@@ -106,8 +106,7 @@ impl Faults {
 
     /// Adds a rule after the others; returns its name. `spec` was checked.
     pub fn add(&self, spec: &FaultSpec) -> Result<String, (&'static str, String)> {
-        let listeners: Vec<&str> = self.listeners.iter().map(String::as_str).collect();
-        spec.check_listener(&listeners)?;
+        spec.check_listener(&self.listeners)?;
         let _changing = self.changing.lock();
         let taken = |name: &str| {
             self.rules

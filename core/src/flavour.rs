@@ -350,18 +350,12 @@ impl FlavourHandler {
         }
     }
 
-    /// Holds a request that gets no answer for `hold`: less when the server
-    /// stops, and not at all past the listener's parked places, which it
-    /// takes one of, so that hung requests cannot take every connection.
+    /// Holds a request that gets no answer for `hold`, in one of the
+    /// listener's parked places (see [`listener::hold_unanswered`]).
     async fn hang(&self, hold: Duration) {
-        let Some(_parked) = Counted::take(&self.parked, self.max_parked) else {
-            return;
-        };
         let journal = self.current.load().journal.clone();
-        tokio::select! {
-            () = tokio::time::sleep(hold) => {}
-            () = journal.until_stopping() => {}
-        }
+        let stopping = journal.until_stopping();
+        listener::hold_unanswered(&self.parked, self.max_parked, hold, stopping).await;
     }
 
     /// guard → body → path → the answer, at once or after waiting.

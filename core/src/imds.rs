@@ -22,7 +22,7 @@ use crate::fault::{self, Applied, Faults, Outcome};
 use crate::guard::Guard;
 use crate::instance::VERSIONS;
 use crate::journal::{Answered, Journal, Version};
-use crate::listener::{client_on_host, CloseUnanswered, Counted, Handler, HopLimit};
+use crate::listener::{self, client_on_host, CloseUnanswered, Handler, HopLimit};
 use crate::metrics::{Route, METRICS};
 use crate::normalise::{normalise, Target};
 use crate::provider::iam::ClientRoles;
@@ -191,19 +191,11 @@ fn held(hold: Duration) -> Response<Body> {
 }
 
 impl Imds {
-    /// Holds a request that gets no answer for `hold`: less when the server
-    /// stops, and not at all while `max_held` are held already, so that no
-    /// client can pin the listener's connections with them. hyper drops
-    /// this when the client closes its end after a whole request, so a
-    /// client that gives up is let go, as a lost answer's would be.
+    /// Holds a request that gets no answer for `hold`, counted with every
+    /// version's held requests (see [`listener::hold_unanswered`]).
     async fn hold(&self, hold: Duration) {
-        let Some(_held) = Counted::take(&self.held, self.max_held) else {
-            return;
-        };
-        tokio::select! {
-            () = tokio::time::sleep(hold) => {}
-            () = self.journal.until_stopping() => {}
-        }
+        let stopping = self.journal.until_stopping();
+        listener::hold_unanswered(&self.held, self.max_held, hold, stopping).await;
     }
 
     /// guard → side routes, or session → normalise → router → provider.

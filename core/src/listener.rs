@@ -69,6 +69,27 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// Holds a request that gets no answer (a fault rule's hang) for `hold`,
+/// or until `stopping` ends: not at all while `max` are held already
+/// (counted in `count`), so that no client can pin the listener's
+/// connections with them. hyper drops this when the client closes its end
+/// after a whole request, so a client that gives up is let go, as a lost
+/// answer's would be.
+pub async fn hold_unanswered(
+    count: &std::sync::atomic::AtomicUsize,
+    max: usize,
+    hold: Duration,
+    stopping: impl Future<Output = ()>,
+) {
+    let Some(_held) = Counted::take(count, max) else {
+        return;
+    };
+    tokio::select! {
+        () = tokio::time::sleep(hold) => {}
+        () = stopping => {}
+    }
+}
+
 /// The most of a request body any listener reads (admin API calls, a
 /// plugin's POST on another cloud's listener).
 pub const MAX_BODY: usize = 64 * 1024;

@@ -218,12 +218,18 @@ pub const DEFAULT_HANG: Duration = Duration::from_secs(60);
 impl FaultSpec {
     /// Whether the listener it names, if any, is one of `listeners` (the
     /// names of the configuration's `[[listeners]]`).
-    pub fn check_listener(&self, listeners: &[&str]) -> Result<(), (&'static str, String)> {
+    pub fn check_listener(
+        &self,
+        listeners: &[impl AsRef<str>],
+    ) -> Result<(), (&'static str, String)> {
         match self.listener.as_deref() {
-            Some(name) if !listeners.contains(&name) => {
+            Some(name) if !listeners.iter().any(|known| known.as_ref() == name) => {
                 let there = match listeners {
                     [] => "there is none".to_owned(),
-                    names => format!("there is: {}", names.join(", ")),
+                    names => {
+                        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+                        format!("there is: {}", names.join(", "))
+                    }
                 };
                 Err((
                     "listener",
