@@ -339,20 +339,34 @@ async fn fault_rules_reach_another_clouds_listener_by_name() {
     };
     assert!(ec2_answers().await, "the EC2 listener is left alone");
 
-    // At run time, over the admin API: a drop, on this listener only.
-    let drop_rule = json!({ "name": "gone", "listener": "gce", "action": "drop" }).to_string();
-    let added = send_body(&server.admin_url, Method::POST, "/faults", &[], &drop_rule).await;
+    // At run time, over the admin API: a hang, then a drop, on this
+    // listener only.
+    let add = |rule: Value| {
+        let body = rule.to_string();
+        let admin = server.admin_url.clone();
+        async move { send_body(&admin, Method::POST, "/faults", &[], &body).await }
+    };
+    let unanswered = |path: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&gce).unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {gce}\r\nMetadata-Flavor: Google\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let timeout = Some(Duration::from_secs(10));
+        stream.set_read_timeout(timeout).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let hang = json!({ "name": "stuck", "listener": "gce", "action": "hang", "max": "1s",
+        "path": "/computeMetadata/v1/project/*" });
+    assert_eq!(add(hang).await.status, StatusCode::CREATED);
+    let started = Instant::now();
+    assert_eq!(unanswered("/computeMetadata/v1/project/project-id"), "");
+    assert!(started.elapsed() >= Duration::from_secs(1), "held for max");
+    let drop_rule = json!({ "name": "gone", "listener": "gce", "action": "drop" });
+    let added = add(drop_rule).await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text());
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(&gce).unwrap();
-    let head = format!("GET /computeMetadata/v1/instance/id HTTP/1.1\r\nHost: {gce}\r\nMetadata-Flavor: Google\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert_eq!(answer, "", "closed unanswered");
+    assert_eq!(unanswered("/computeMetadata/v1/instance/id"), "", "dropped");
     assert!(ec2_answers().await, "the EC2 listener is left alone");
     let nowhere = json!({ "listener": "gcp", "action": "drop" }).to_string();
     let refused = send_body(&server.admin_url, Method::POST, "/faults", &[], &nowhere).await;
